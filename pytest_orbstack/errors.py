@@ -1,0 +1,188 @@
+"""Exception types raised by pytest-orbstack, and the classifier for ``orbctl`` errors.
+
+Every failure of an ``orbctl`` call becomes an :class:`OrbctlError` subclass carrying the argv,
+exit code and stderr of the call.  The class says what a caller may do about it:
+
+* :class:`PermanentError` - retrying cannot help (machine not found, invalid name, ...);
+* :class:`TransientError` - retry with backoff (network, missing IP address, busy, ...);
+* :class:`StateError` - the machine is in a transitional state: poll its state, then decide;
+* :class:`OrbStackUnavailableError` - ``orbctl`` missing, OrbStack not running or not startable;
+* :class:`OrbctlTimeoutError` - our own per-call timeout fired and the process was killed.
+
+Classification matches specific texts from the reference's error catalogue, never broad words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+
+class OrbstackError(Exception):
+    """Base class of every error pytest-orbstack raises on purpose."""
+
+
+class ConfigError(OrbstackError):
+    """A user-supplied value (marker argument, option, ini key) is invalid."""
+
+
+class OrbctlError(OrbstackError):
+    """An ``orbctl`` invocation failed.
+
+    ``argv`` is the exact argument list that was run, ``returncode`` its exit code (``None`` when
+    it never finished) and ``stderr`` its standard error, kept verbatim.
+    """
+
+    kind = "error"
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        returncode: int | None,
+        stderr: str,
+        stdout: str = "",
+        message: str | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        self.stdout = stdout
+        detail = message or first_error_line(stderr) or f"exit code {returncode}"
+        super().__init__(f"{_command_name(argv)}: {detail}")
+
+    @property
+    def message(self) -> str:
+        """The error text without the ``[-32098]`` or ``Error:`` prefix."""
+        return strip_prefix(first_error_line(self.stderr))
+
+
+class PermanentError(OrbctlError):
+    """Retrying the same call cannot succeed."""
+
+    kind = "permanent"
+
+
+class MachineNotFoundError(PermanentError):
+    """``machine not found: 'NAME'``."""
+
+
+class MachineExistsError(PermanentError):
+    """``machine already exists`` (create, clone, import) or ``machine '"N"' already exists``."""
+
+
+class TransientError(OrbctlError):
+    """A failure that may go away: network, missing IP address, concurrent operation ..."""
+
+    kind = "transient"
+
+
+class StateError(OrbctlError):
+    """The machine is mid-transition (``cannot transition from creating to ...``): poll state."""
+
+    kind = "state"
+
+
+class OrbStackUnavailableError(OrbctlError):
+    """``orbctl`` is not installed, or OrbStack is not running and could not be started."""
+
+    kind = "unavailable"
+
+
+class OrbctlTimeoutError(OrbctlError):
+    """Our timeout fired: the ``orbctl`` process (and its process group) was killed.
+
+    The server side may still be working (a ``create`` goes on after its client is killed).
+    """
+
+    kind = "timeout"
+
+    def __init__(self, argv: Sequence[str], timeout: float, stderr: str = "") -> None:
+        self.timeout = timeout
+        super().__init__(argv, None, stderr, message=f"timed out after {timeout:g}s (killed)")
+
+
+# Ordered (pattern, class) table, from orbctl-reference.md section 9.  The first match wins, so
+# specific texts come before the more general ones.  Every pattern is a specific phrase.
+_RULES: tuple[tuple[re.Pattern[str], type[OrbctlError]], ...] = tuple(
+    (re.compile(pattern), cls)
+    for pattern, cls in (
+        # OrbStack itself missing, stopped or failing to start.
+        (r"start VM: timed out waiting for VM to start", TransientError),
+        (r"timed out waiting for services to start", TransientError),
+        (r"VM exited unexpectedly", TransientError),
+        (r"(?:machine )?manager is stopping", TransientError),
+        # State-dependent.
+        (r"cannot transition from \w+ to \w+", StateError),
+        # Transient: operations in progress, network and download failures, start problems.
+        (r"operations are in progress", TransientError),
+        (r"make rootfs: fetch index", TransientError),
+        (r"make rootfs: download (?:metadata|rootfs)", TransientError),
+        (r"GET (?:index|download) status: 5\d\d", TransientError),
+        (r"sha256 mismatch for URL", TransientError),
+        (r"dial tcp: .*(?:i/o timeout|connection refused|no such host)", TransientError),
+        (r"TLS handshake timeout", TransientError),
+        (r"machine didn't start in \d+s", TransientError),
+        (r"missing IP address", TransientError),
+        (r"setup: machine crashed on startup", TransientError),
+        (r"canceled by machine shutdown", TransientError),
+        (r"machine did not start: ", TransientError),
+        (r"stop '[^']*': timeout", TransientError),
+        # Permanent.
+        (r"machine not found", MachineNotFoundError),
+        (r"machine already exists", MachineExistsError),
+        (r"machine '.*' already exists", MachineExistsError),
+        (r"no machines found", PermanentError),
+        (r"invalid machine name", PermanentError),
+        (r"invalid distro", PermanentError),
+        (r"invalid architecture", PermanentError),
+        (r"make rootfs: image not found", PermanentError),
+        (r"GET download status: 404", PermanentError),
+        (r"cloud-init not supported", PermanentError),
+        (r"cannot (?:delete|clone|rename) builtin machine", PermanentError),
+        (r"can't find '_orbstack/config\.v1\.json'", PermanentError),
+        (r"Unknown (?:machine )?configuration key", PermanentError),
+        (r"Unknown machine config key", PermanentError),
+        (r"unknown (?:flag|command|shorthand flag)", PermanentError),
+        (r"accepts \d+ arg\(s\)|requires at least \d+ arg", PermanentError),
+        (r"no machines specified", PermanentError),
+        (r"invalid format", PermanentError),
+        (r"missing value for flag", PermanentError),
+    )
+)
+
+_PREFIX = re.compile(r"^(?:\[-?\d+\]\s*|Error:\s*)")
+
+
+def first_error_line(stderr: str) -> str:
+    """The first meaningful line of ``stderr`` (skipping blank lines and cobra usage text)."""
+    for line in stderr.splitlines():
+        text = line.strip()
+        if text and not text.startswith(("Usage:", "Flags:", "Global Flags:")):
+            return text
+    return ""
+
+
+def strip_prefix(line: str) -> str:
+    """Remove a leading ``[-32098] `` or ``Error: `` from an error line."""
+    return _PREFIX.sub("", line, count=1)
+
+
+def classify(stderr: str, returncode: int | None = None) -> type[OrbctlError]:
+    """Map an ``orbctl`` stderr text to the error class describing what can be done about it.
+
+    Unknown errors are :class:`OrbctlError` itself: not retried (we do not guess), but not
+    claimed permanent either.
+    """
+    for pattern, cls in _RULES:
+        if pattern.search(stderr):
+            return cls
+    if returncode == 2 and "goroutine" in stderr and "panic" in stderr:
+        # scli.Client() panics when it cannot start the VM (reference section 1).
+        return OrbStackUnavailableError
+    return OrbctlError
+
+
+def _command_name(argv: Sequence[str]) -> str:
+    if len(argv) >= 2:
+        return f"orbctl {argv[1]}"
+    return "orbctl"

@@ -1,0 +1,513 @@
+"""The one module that runs ``orbctl``.
+
+Every call is an argv list (never a shell string), runs with ``stdin=DEVNULL`` unless input is
+given (so ``orbctl`` never sees a TTY: no PTY, no raw mode, no delete prompt), captures output,
+passes explicit ``-m`` / ``-f json`` flags, and has a timeout; a hung ``orbctl`` is killed together
+with its whole process group.  Failures become typed exceptions from :mod:`pytest_orbstack.errors`.
+
+The executable is chosen by the caller (option ``--orbstack-orbctl`` / env ``ORBSTACK_ORBCTL``):
+the client never knows whether it talks to OrbStack or to the bundled simulator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pytest_orbstack.errors import (
+    OrbctlError,
+    OrbctlTimeoutError,
+    OrbStackUnavailableError,
+    classify,
+    first_error_line,
+)
+
+log = logging.getLogger("pytest_orbstack")
+
+ENV_ORBCTL = "ORBSTACK_ORBCTL"
+DEFAULT_TIMEOUT = 60.0
+#: Per-command default timeouts (seconds); create downloads an image every time on OrbStack.
+DEFAULT_TIMEOUTS: Mapping[str, float] = {
+    "create": 300.0,
+    "clone": 180.0,
+    "import": 300.0,
+    "export": 300.0,
+    "start": 90.0,
+    "stop": 90.0,
+    "restart": 120.0,
+    "delete": 90.0,
+    "run": 600.0,
+}
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    distro: str
+    version: str
+    arch: str
+    variant: str = "default"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ImageInfo:
+        return cls(
+            distro=str(data.get("distro", "")),
+            version=str(data.get("version", "")),
+            arch=str(data.get("arch", "")),
+            variant=str(data.get("variant") or "default"),
+        )
+
+
+@dataclass(frozen=True)
+class MachineRecord:
+    """One entry of ``orbctl list -f json`` (OrbStack's ``ContainerRecord``)."""
+
+    id: str
+    name: str
+    image: ImageInfo
+    state: str
+    default_username: str | None = None
+    isolated: bool = False
+    builtin: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MachineRecord:
+        if not isinstance(data, Mapping) or "name" not in data:
+            raise ValueError(f"not a machine record: {data!r}")
+        config = data.get("config") or {}
+        known = {"id", "name", "image", "config", "builtin", "state"}
+        # Records older than 2024 had top-level isolated/running instead of config/state.
+        state = data.get("state")
+        if state is None:
+            state = "running" if data.get("running") else "stopped"
+        return cls(
+            id=str(data.get("id", "")),
+            name=str(data["name"]),
+            image=ImageInfo.from_json(data.get("image") or {}),
+            state=str(state),
+            default_username=config.get("default_username"),
+            isolated=bool(config.get("isolated", data.get("isolated", False))),
+            builtin=bool(data.get("builtin", False)),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """``orbctl info -f json``: the wrapped ``{record, disk_size, ip4, ip6}`` shape or the flat
+    record printed before Feb 2025.  ``ip4``/``ip6`` are absent while a machine is not running."""
+
+    record: MachineRecord
+    disk_size: int | None = None
+    ip4: str | None = None
+    ip6: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def state(self) -> str:
+        return self.record.state
+
+    @property
+    def ready(self) -> bool:
+        """Running with an IPv4 address: the reference's readiness condition (section 4)."""
+        return self.record.state == "running" and bool(self.ip4)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MachineInfo:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"not a machine info object: {data!r}")
+        if isinstance(data.get("record"), Mapping):
+            record = MachineRecord.from_json(data["record"])
+        else:
+            record = MachineRecord.from_json(data)
+        disk = data.get("disk_size")
+        return cls(
+            record=record,
+            disk_size=int(disk) if isinstance(disk, (int, float)) else None,
+            ip4=data.get("ip4") or None,
+            ip6=data.get("ip6") or None,
+        )
+
+
+@dataclass(frozen=True)
+class CompletedCall:
+    """The outcome of one ``orbctl`` invocation that was allowed to fail (``run``/``push``/...)."""
+
+    argv: list[str]
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    duration: float
+
+
+def parse_machine_list(text: str) -> list[MachineRecord]:
+    """Parse ``orbctl list -f json`` output (``[]``, or ``null`` from 2023 versions)."""
+    data = json.loads(text) if text.strip() else []
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ValueError(f"expected a JSON array from list, got {type(data).__name__}")
+    return [MachineRecord.from_json(item) for item in data]
+
+
+def parse_machine_info(text: str) -> MachineInfo:
+    return MachineInfo.from_json(json.loads(text))
+
+
+def resolve_executable(explicit: str | os.PathLike[str] | None = None) -> str | None:
+    """The ``orbctl`` to run: ``explicit``, else ``$ORBSTACK_ORBCTL``, else ``orbctl`` on PATH.
+
+    Returns an absolute path, or ``None`` when nothing usable is found.
+    """
+    candidate = str(explicit) if explicit else os.environ.get(ENV_ORBCTL) or "orbctl"
+    if os.sep in candidate:
+        path = Path(candidate).expanduser()
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return shutil.which(candidate)
+
+
+class Orbctl:
+    """A typed client for the ``orbctl`` CLI.
+
+    Each method is one invocation: there is no retry here (see :mod:`pytest_orbstack.retry`).
+    ``observer`` is called after every invocation with ``(argv, returncode, seconds)``; reports
+    use it to count and time calls.
+    """
+
+    def __init__(
+        self,
+        executable: str | os.PathLike[str],
+        *,
+        timeout: float | None = None,
+        timeouts: Mapping[str, float] | None = None,
+        env: Mapping[str, str] | None = None,
+        observer: Callable[[Sequence[str], int | None, float], None] | None = None,
+    ) -> None:
+        self.executable = str(executable)
+        self.default_timeout = timeout
+        self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
+        self.env = dict(env) if env is not None else None
+        self.observer = observer
+
+    def __repr__(self) -> str:
+        return f"Orbctl({self.executable!r})"
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def timeout_for(self, command: str) -> float:
+        if self.default_timeout is not None:
+            return max(self.default_timeout, self.timeouts.get(command, 0.0))
+        return self.timeouts.get(command, DEFAULT_TIMEOUT)
+
+    def invoke(
+        self,
+        args: Sequence[str],
+        *,
+        timeout: float | None = None,
+        input: bytes | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> CompletedCall:
+        """Run ``orbctl ARGS...`` and return its outcome whatever the exit code.
+
+        Raises :class:`OrbctlTimeoutError` (after killing the process group) on timeout and
+        :class:`OrbStackUnavailableError` when the executable cannot be started.
+        """
+        argv = [self.executable, *args]
+        for arg in argv:
+            if not isinstance(arg, str):
+                raise TypeError(f"orbctl arguments must be strings, got {arg!r} in {argv!r}")
+        limit = timeout if timeout is not None else self.timeout_for(args[0] if args else "")
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+                argv,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=self._child_env(),
+                cwd=cwd,
+                start_new_session=True,  # own process group: a timeout kills all of it
+            )
+        except OSError as exc:
+            raise OrbStackUnavailableError(
+                argv, None, str(exc), message=f"cannot run {self.executable!r}: {exc}"
+            ) from exc
+        try:
+            stdout, stderr = proc.communicate(input=input, timeout=limit)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            stderr = _drain_after_kill(proc)
+            self._observe(argv, None, started)
+            raise OrbctlTimeoutError(argv, limit, stderr.decode(errors="replace")) from None
+        except BaseException:
+            # KeyboardInterrupt and friends: never leave the child running behind us.
+            _kill_group(proc)
+            proc.wait()
+            raise
+        self._observe(argv, proc.returncode, started)
+        return CompletedCall(argv, proc.returncode, stdout, stderr, time.monotonic() - started)
+
+    def check(
+        self,
+        args: Sequence[str],
+        *,
+        timeout: float | None = None,
+        input: bytes | None = None,
+    ) -> str:
+        """Run ``orbctl ARGS...``; return stdout, or raise the classified error."""
+        call = self.invoke(args, timeout=timeout, input=input)
+        if call.returncode != 0:
+            raise self.error_for(call)
+        return call.stdout.decode(errors="replace")
+
+    @staticmethod
+    def error_for(call: CompletedCall) -> OrbctlError:
+        stderr = call.stderr.decode(errors="replace")
+        stdout = call.stdout.decode(errors="replace")
+        cls = classify(stderr, call.returncode)
+        return cls(call.argv, call.returncode, stderr, stdout)
+
+    def _child_env(self) -> dict[str, str] | None:
+        if self.env is None:
+            return None
+        return {**os.environ, **self.env}
+
+    def _observe(self, argv: Sequence[str], rc: int | None, started: float) -> None:
+        if self.observer is not None:
+            self.observer(argv, rc, time.monotonic() - started)
+        log.debug("orbctl %s -> %s (%.2fs)", argv[1:], rc, time.monotonic() - started)
+
+    # -- general ---------------------------------------------------------------------------
+
+    def version(self) -> str:
+        """The first line's version, e.g. ``2.0.5`` from ``Version: 2.0.5 (19905)``."""
+        out = self.check(["version"], timeout=self.timeouts.get("version", 30.0))
+        for line in out.splitlines():
+            if line.startswith("Version:"):
+                return line.split(":", 1)[1].strip().split(" ")[0]
+        return out.strip()
+
+    def status(self) -> str:
+        """``Running``, ``Stopped`` or ``Starting``; never starts OrbStack."""
+        call = self.invoke(["status"], timeout=self.timeouts.get("status", 30.0))
+        text = call.stdout.decode(errors="replace").strip()
+        if text in {"Running", "Stopped", "Starting"}:
+            return text
+        if call.returncode != 0:
+            raise self.error_for(call)
+        raise OrbctlError(
+            call.argv,
+            call.returncode,
+            call.stderr.decode(errors="replace"),
+            message=f"unexpected status output {text!r}",
+        )
+
+    def status_reason(self) -> tuple[str, str]:
+        """``(status, stderr line)``: the simulator explains on stderr why it is unusable."""
+        call = self.invoke(["status"], timeout=self.timeouts.get("status", 30.0))
+        return (
+            call.stdout.decode(errors="replace").strip(),
+            first_error_line(call.stderr.decode(errors="replace")),
+        )
+
+    # -- machines --------------------------------------------------------------------------
+
+    def list(self, *, running: bool = False) -> list[MachineRecord]:
+        args = ["list", "-f", "json"]
+        if running:
+            args.append("-r")
+        return parse_machine_list(self.check(args))
+
+    def info(self, name: str) -> MachineInfo:
+        _require_name(name)
+        return parse_machine_info(self.check(["info", "-f", "json", name]))
+
+    def create(
+        self,
+        image: str,
+        name: str,
+        *,
+        arch: str | None = None,
+        user: str | None = None,
+        user_data: str | os.PathLike[str] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        _require_name(name)
+        args = ["create"]
+        if arch:
+            args += ["-a", arch]
+        if user:
+            args += ["-u", user]
+        if user_data:
+            args += ["-c", os.fspath(user_data)]
+        self.check([*args, image, name], timeout=timeout)
+
+    def clone(self, source: str, name: str, *, timeout: float | None = None) -> None:
+        _require_name(source)
+        _require_name(name)
+        self.check(["clone", source, name], timeout=timeout)
+
+    def start(self, *names: str, timeout: float | None = None) -> None:
+        self.check(["start", *_require_names("start", names)], timeout=timeout)
+
+    def stop(self, *names: str, timeout: float | None = None) -> None:
+        # Without names orbctl stops the whole OrbStack VM: refuse.
+        self.check(["stop", *_require_names("stop", names)], timeout=timeout)
+
+    def restart(self, *names: str, timeout: float | None = None) -> None:
+        self.check(["restart", *_require_names("restart", names)], timeout=timeout)
+
+    def delete(self, *names: str, timeout: float | None = None) -> None:
+        # Without names (or with -a) orbctl deletes every machine: refuse.
+        self.check(["delete", "-f", *_require_names("delete", names)], timeout=timeout)
+
+    def rename(self, old: str, new: str, *, timeout: float | None = None) -> None:
+        _require_name(old)
+        _require_name(new)
+        self.check(["rename", old, new], timeout=timeout)
+
+    def logs(self, name: str, *, all: bool = False) -> str:
+        _require_name(name)
+        return self.check(["logs", *(["-a"] if all else []), name])
+
+    def default(self) -> str | None:
+        call = self.invoke(["default"])
+        if call.returncode != 0:
+            err = self.error_for(call)
+            if "no machines found" in err.stderr:
+                return None
+            raise err
+        return call.stdout.decode(errors="replace").strip() or None
+
+    # -- inside machines (never retried; the exit code is the command's) ------------------
+
+    def run(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        user: str | None = None,
+        workdir: str | None = None,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> CompletedCall:
+        """``orbctl run -m NAME [-u USER] [-w DIR] ARGV...``.
+
+        OrbStack quotes each element of ``argv`` for the login shell, so there is no shell
+        interpretation of the arguments: pass ``["sh", "-c", script]`` for shell features.  The
+        returned ``returncode`` is the remote command's.  No ``--`` is emitted: OrbStack's custom
+        flag parser rejects it (reference section 2), so an ``argv`` whose first element starts
+        with ``-`` is refused.
+        """
+        _require_name(name)
+        if not argv:
+            raise ValueError("run needs a command: orbctl run without one opens a shell")
+        if argv[0].startswith("-"):
+            raise ValueError(
+                f"command may not start with '-' (orbctl parses it as a flag): {argv!r}"
+            )
+        args = ["run", "-m", name]
+        if user:
+            args += ["-u", user]
+        if workdir is not None:
+            args += ["-w", workdir]
+        return self.invoke([*args, *argv], timeout=timeout, input=input)
+
+    def push(
+        self,
+        name: str,
+        sources: Iterable[str | os.PathLike[str]],
+        dest: str,
+        *,
+        timeout: float | None = None,
+    ) -> CompletedCall:
+        """``orbctl push -m NAME SRC... DEST``: ``cp -rf`` as the default user, in its home."""
+        _require_name(name)
+        srcs = [os.fspath(s) for s in sources]
+        if not srcs:
+            raise ValueError("push needs at least one source")
+        return self.invoke(["push", "-m", name, *srcs, dest], timeout=timeout)
+
+    def pull(
+        self,
+        name: str,
+        sources: Iterable[str],
+        dest: str | os.PathLike[str],
+        *,
+        timeout: float | None = None,
+    ) -> CompletedCall:
+        """``orbctl pull -m NAME SRC... DEST``: ``cp -rf`` as the default user, in its home."""
+        _require_name(name)
+        srcs = list(sources)
+        if not srcs:
+            raise ValueError("pull needs at least one source")
+        return self.invoke(["pull", "-m", name, *srcs, os.fspath(dest)], timeout=timeout)
+
+
+def _require_name(name: str) -> str:
+    if not isinstance(name, str) or not name or name.startswith("-"):
+        raise ValueError(f"invalid machine name {name!r}")
+    return name
+
+
+def _require_names(command: str, names: Sequence[str]) -> list[str]:
+    if not names:
+        raise ValueError(
+            f"refusing to call 'orbctl {command}' without machine names "
+            f"(that would {command} every machine or OrbStack itself)"
+        )
+    return [_require_name(n) for n in names]
+
+
+def _drain_after_kill(proc: subprocess.Popen[bytes]) -> bytes:
+    """Collect stderr of a killed process; give up if a detached grandchild holds the pipes."""
+    try:
+        _, stderr = proc.communicate(timeout=5)
+        return stderr or b""
+    except subprocess.TimeoutExpired:
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+        proc.wait()
+        return b""
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill ``proc`` and every process in its process group (it was started in its own)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+
+
+__all__ = [
+    "DEFAULT_TIMEOUTS",
+    "ENV_ORBCTL",
+    "CompletedCall",
+    "ImageInfo",
+    "MachineInfo",
+    "MachineRecord",
+    "Orbctl",
+    "parse_machine_info",
+    "parse_machine_list",
+    "resolve_executable",
+]
