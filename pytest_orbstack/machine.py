@@ -1,0 +1,223 @@
+"""``Machine``: a handle on one OrbStack machine, and ``RunResult``.
+
+A ``Machine`` runs commands, copies files and reports addresses.  It does not create or delete
+itself (that is :mod:`pytest_orbstack.lifecycle`).  Everything goes through the one
+:class:`~pytest_orbstack.orbctl.Orbctl` client.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pytest_orbstack.errors import OrbstackError
+from pytest_orbstack.orbctl import CompletedCall, MachineInfo, Orbctl
+
+if TYPE_CHECKING:
+    from pytest_orbstack.deploy import DeployResult, DeployTarget
+    from pytest_orbstack.spec import MachineSpec
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HISTORY = 20
+
+
+class CommandError(OrbstackError):
+    """A command run in a machine exited with a non-zero status (``check=True``)."""
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+        tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        detail = ("\n    " + "\n    ".join(tail)) if tail else ""
+        super().__init__(
+            f"command {result.argv!r} in machine {result.machine!r} exited "
+            f"{result.returncode}{detail}"
+        )
+
+
+class CopyError(OrbstackError):
+    """``push`` or ``pull`` failed (``cp``'s own error text is kept)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of a command run in a machine."""
+
+    machine: str
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float = 0.0
+    user: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def check_returncode(self) -> RunResult:
+        """Raise :class:`CommandError` if the command failed; return ``self`` otherwise."""
+        if self.returncode != 0:
+            raise CommandError(self)
+        return self
+
+
+@dataclass
+class Machine:
+    """One OrbStack machine.
+
+    ``run`` takes an argv list (no shell: OrbStack quotes each element) or a string, which is
+    run by ``sh -c``.  The last commands are kept in ``history`` for failure reports.
+    """
+
+    name: str
+    client: Orbctl
+    spec: MachineSpec | None = None
+    history: deque[RunResult] = field(default_factory=lambda: deque(maxlen=HISTORY), repr=False)
+    on_run: Callable[[RunResult], None] | None = field(default=None, repr=False)
+    _host: Any = field(default=None, repr=False)
+
+    # -- commands --------------------------------------------------------------------------
+
+    def run(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        user: str | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        input: str | bytes | None = None,
+    ) -> RunResult:
+        """Run ``cmd`` in the machine and return its result (never retried).
+
+        ``user`` defaults to the machine's default user; ``cwd`` to its home (a directory that
+        does not exist falls back to ``/``, as OrbStack does); ``env`` adds variables (passed
+        with ``env NAME=VALUE``, not a shell); ``timeout`` kills a command that runs longer and
+        raises :class:`~pytest_orbstack.errors.OrbctlTimeoutError`.
+        """
+        argv = command_argv(cmd)
+        if env:
+            argv = ["env", *(_env_item(k, v) for k, v in env.items()), *argv]
+        data = input.encode() if isinstance(input, str) else input
+        call = self.client.run(
+            self.name,
+            argv,
+            user=user,
+            workdir=cwd if cwd is not None else "",
+            input=data,
+            timeout=timeout,
+        )
+        result = _result(self.name, argv, call, user)
+        self.history.append(result)
+        if self.on_run is not None:
+            self.on_run(result)
+        if check:
+            result.check_returncode()
+        return result
+
+    def push(self, src: str | os.PathLike[str], dest: str) -> None:
+        """Copy a host file or directory into the machine (as its default user)."""
+        self._copy(self.client.push(self.name, [os.fspath(src)], dest), "push", src, dest)
+
+    def pull(self, src: str, dest: str | os.PathLike[str]) -> None:
+        """Copy a file or directory out of the machine onto the host."""
+        self._copy(self.client.pull(self.name, [src], dest), "pull", src, dest)
+
+    def _copy(self, call: CompletedCall, verb: str, src: object, dest: object) -> None:
+        if call.returncode != 0:
+            err = call.stderr.decode(errors="replace").strip()
+            raise CopyError(f"{verb} {src} -> {dest} in {self.name!r} failed: {err}")
+
+    # -- facts -----------------------------------------------------------------------------
+
+    def info(self) -> MachineInfo:
+        return self.client.info(self.name)
+
+    @property
+    def ip(self) -> str | None:
+        """The machine's IPv4 address (``None`` while it has none, e.g. when stopped)."""
+        return self.info().ip4
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.name}.orb.local"
+
+    @property
+    def default_user(self) -> str | None:
+        return self.info().record.default_username
+
+    @property
+    def ssh_destination(self) -> str:
+        """``ssh NAME@orb`` logs into this machine through OrbStack's SSH server."""
+        return f"{self.name}@orb"
+
+    def logs(self, *, all: bool = False) -> str:
+        return self.client.logs(self.name, all=all)
+
+    # -- pyinfra and testinfra -------------------------------------------------------------
+
+    def deploy(self, target: DeployTarget, **data: Any) -> DeployResult:
+        """Run a pyinfra deploy (file path or callable) against this machine."""
+        from pytest_orbstack.deploy import run_deploy
+
+        return run_deploy([self], target, data=data)[self.name]
+
+    def assert_idempotent(self, target: DeployTarget, **data: Any) -> DeployResult:
+        """Run ``target`` again and fail listing every operation that still changed."""
+        from pytest_orbstack.deploy import assert_idempotent
+
+        return assert_idempotent(self, target, data=data)
+
+    @property
+    def host(self) -> Any:
+        """A testinfra ``Host`` for this machine (needs ``pytest-orbstack[testinfra]``)."""
+        if self._host is None:
+            from pytest_orbstack.testinfra_backend import host_for
+
+            self._host = host_for(self)
+        return self._host
+
+
+def command_argv(cmd: str | Sequence[str]) -> list[str]:
+    """``cmd`` as an argv list: a string is a shell script for ``sh -c``."""
+    if isinstance(cmd, str):
+        if not cmd.strip():
+            raise ValueError("empty command")
+        return ["sh", "-c", cmd]
+    argv = list(cmd)
+    if not argv:
+        raise ValueError("empty command")
+    for arg in argv:
+        if not isinstance(arg, str):
+            raise TypeError(f"command arguments must be strings, got {arg!r}")
+    if argv[0].startswith("-"):
+        raise ValueError(
+            f"a command cannot start with '-' (orbctl would take it as a flag): {argv!r}"
+        )
+    return argv
+
+
+def _env_item(key: str, value: str) -> str:
+    if not _ENV_NAME.match(key):
+        raise ValueError(f"invalid environment variable name {key!r}")
+    return f"{key}={value}"
+
+
+def _result(name: str, argv: list[str], call: CompletedCall, user: str | None) -> RunResult:
+    return RunResult(
+        machine=name,
+        argv=argv,
+        returncode=call.returncode,
+        stdout=call.stdout.decode(errors="replace"),
+        stderr=call.stderr.decode(errors="replace"),
+        duration=call.duration,
+        user=user,
+    )
+
+
+__all__ = ["CommandError", "CopyError", "Machine", "RunResult", "command_argv"]

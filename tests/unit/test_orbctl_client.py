@@ -1,0 +1,175 @@
+"""The orbctl client against a tiny fake executable (a real subprocess, no mocks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import psutil
+import pytest
+
+from pytest_orbstack.errors import (
+    MachineNotFoundError,
+    OrbctlTimeoutError,
+    OrbStackUnavailableError,
+    PermanentError,
+    TransientError,
+)
+from pytest_orbstack.orbctl import Orbctl, resolve_executable
+
+from .conftest import FakeOrbctl
+
+INFO = {
+    "record": {
+        "id": "01K2G8TY5GM9C3CN95KCB4ZG8B",
+        "name": "m1",
+        "image": {"distro": "debian", "version": "bookworm", "arch": "amd64", "variant": "default"},
+        "config": {"isolated": False, "default_username": "me"},
+        "builtin": False,
+        "state": "running",
+    },
+    "disk_size": 1,
+    "ip4": "192.168.139.10",
+}
+
+
+def test_lifecycle_argv_is_explicit(fake: FakeOrbctl) -> None:
+    for cmd in ["create", "clone", "start", "stop", "restart", "delete", "rename"]:
+        fake.expect(cmd)
+    fake.expect("info", stdout=json.dumps(INFO)).expect("list", stdout="[]\n")
+    client = fake.client()
+    client.create("debian:bookworm", "m1", arch="amd64", user="me", user_data="/tmp/u.yaml")
+    client.clone("m1", "m2")
+    client.start("m1")
+    client.stop("m1", "m2")
+    client.restart("m1")
+    client.delete("m1", "m2")
+    client.rename("m2", "m3")
+    assert client.info("m1").ip4 == "192.168.139.10"
+    assert client.list() == []
+    assert fake.calls == [
+        ["create", "-a", "amd64", "-u", "me", "-c", "/tmp/u.yaml", "debian:bookworm", "m1"],
+        ["clone", "m1", "m2"],
+        ["start", "m1"],
+        ["stop", "m1", "m2"],
+        ["restart", "m1"],
+        ["delete", "-f", "m1", "m2"],
+        ["rename", "m2", "m3"],
+        ["info", "-f", "json", "m1"],
+        ["list", "-f", "json"],
+    ]
+
+
+@pytest.mark.parametrize("method", ["stop", "delete", "start", "restart"])
+def test_refuses_to_act_on_everything(fake: FakeOrbctl, method: str) -> None:
+    with pytest.raises(ValueError, match="without machine names"):
+        getattr(fake.client(), method)()
+    assert fake.calls == []
+
+
+def test_shell_metacharacters_are_single_argv_elements(fake: FakeOrbctl) -> None:
+    nasty = ["echo", "$(touch /tmp/pwned)", "a; rm -rf /", "`id`", "it's", '"q"', "a b", "*"]
+    fake.expect("run", stdout="out\n", stderr="err\n", rc=3)
+    call = fake.client().run("m-1", nasty, user="root", workdir="/tmp")
+    assert fake.calls == [["run", "-m", "m-1", "-u", "root", "-w", "/tmp", *nasty]]
+    assert call.returncode == 3
+    assert call.stdout == b"out\n" and call.stderr == b"err\n"
+
+
+def test_run_input_is_passed_on_stdin(fake: FakeOrbctl) -> None:
+    fake.expect("run")
+    fake.client().run("m1", ["cat"], input=b"hello\n")
+    assert fake.stdins == ["hello\n"]
+
+
+def test_run_never_emits_double_dash_and_rejects_flag_like_command(fake: FakeOrbctl) -> None:
+    with pytest.raises(ValueError, match="flag"):
+        fake.client().run("m1", ["--version"])
+    fake.expect("run")
+    fake.client().run("m1", ["ls", "--", "-x"])
+    assert fake.calls == [["run", "-m", "m1", "ls", "--", "-x"]]
+
+
+def test_stdin_is_devnull_without_input(fake: FakeOrbctl) -> None:
+    fake.expect("list", stdout="[]")
+    fake.client().list()
+    assert fake.stdins == [""]
+
+
+def test_errors_are_typed(fake: FakeOrbctl) -> None:
+    fake.expect("info", rc=1, stderr="[-32098] machine not found: 'nope'\n")
+    fake.expect("create", rc=1, stderr="[-32098] create 'x': setup: machine didn't start in "
+                "30s (missing IP address)\n")
+    fake.expect("create", rc=1, stderr="Error: invalid distro: foo\nUsage:\n  orbctl create\n")
+    client = fake.client()
+    with pytest.raises(MachineNotFoundError) as nf:
+        client.info("nope")
+    assert nf.value.returncode == 1
+    assert nf.value.argv[1:] == ["info", "-f", "json", "nope"]
+    with pytest.raises(TransientError, match="missing IP address"):
+        client.create("debian", "x")
+    with pytest.raises(PermanentError, match="invalid distro: foo"):
+        client.create("foo", "x")
+
+
+def test_timeout_kills_the_whole_process_group(fake: FakeOrbctl) -> None:
+    fake.expect("create", sleep=60, spawn_sleep=60)
+    client = fake.client()
+    started = time.monotonic()
+    with pytest.raises(OrbctlTimeoutError) as exc:
+        client.create("debian", "slow", timeout=1.5)
+    assert time.monotonic() - started < 20
+    assert exc.value.timeout == 1.5
+    grandchild = int((fake.dir / "grandchild.pid").read_text())
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(grandchild) and time.monotonic() < deadline:
+        try:
+            if psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    alive = psutil.pid_exists(grandchild) and psutil.Process(grandchild).status() != "zombie"
+    assert not alive, "the grandchild of a timed-out orbctl survived"
+
+
+def test_missing_executable_is_unavailable(tmp_path: os.PathLike[str]) -> None:
+    client = Orbctl(os.path.join(tmp_path, "no-such-orbctl"))
+    with pytest.raises(OrbStackUnavailableError, match="cannot run"):
+        client.list()
+
+
+def test_status_and_version(fake: FakeOrbctl) -> None:
+    fake.expect("status", stdout="Running\n")
+    fake.expect("status", rc=1, stdout="Stopped\n")
+    fake.expect("status", rc=2, stdout="Starting\n")
+    fake.expect("version", stdout="Version: 2.0.5 (19905)\nCommit: abc (v2.0.5)\n")
+    client = fake.client()
+    assert [client.status() for _ in range(3)] == ["Running", "Stopped", "Starting"]
+    assert client.version() == "2.0.5"
+
+
+def test_resolve_executable(tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    exe = os.path.join(tmp_path, "my-orbctl")
+    with open(exe, "w") as fh:
+        fh.write("#!/bin/sh\n")
+    os.chmod(exe, 0o755)
+    assert resolve_executable(exe) == exe
+    monkeypatch.setenv("ORBSTACK_ORBCTL", exe)
+    assert resolve_executable() == exe
+    monkeypatch.setenv("ORBSTACK_ORBCTL", os.path.join(tmp_path, "missing"))
+    assert resolve_executable() is None
+    monkeypatch.delenv("ORBSTACK_ORBCTL")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert resolve_executable() is None  # no orbctl on PATH
+
+
+def test_observer_sees_every_call(fake: FakeOrbctl) -> None:
+    seen: list[tuple[list[str], int | None]] = []
+    fake.expect("list", stdout="[]").expect("delete", rc=1, stderr="[-32098] machine not found: 'a'")
+    client = fake.client(observer=lambda argv, rc, secs: seen.append((list(argv[1:]), rc)))
+    client.list()
+    with pytest.raises(MachineNotFoundError):
+        client.delete("a")
+    assert seen == [(["list", "-f", "json"], 0), (["delete", "-f", "a"], 1)]
