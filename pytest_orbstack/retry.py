@@ -87,11 +87,11 @@ class RetryPolicy:
                 tenacity.stop_after_attempt(self.attempts)
                 | tenacity.stop_before_delay(self.deadline)
             ),
-            wait=tenacity.wait_exponential_jitter(
-                initial=self.initial,
-                max=self.maximum,
-                exp_base=self.multiplier,
-                jitter=self.jitter,
+            wait=(
+                tenacity.wait_exponential(
+                    multiplier=self.initial, exp_base=self.multiplier, max=self.maximum
+                )
+                + tenacity.wait_random(0, self.jitter)
             ),
             sleep=self.sleep,
             reraise=True,

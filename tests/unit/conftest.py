@@ -19,11 +19,27 @@ class FakeOrbctl:
 
     dir: Path
 
-    def expect(self, cmd: str, *, rc: int = 0, stdout: str = "", stderr: str = "",
-               sleep: float = 0, spawn_sleep: float = 0) -> FakeOrbctl:
+    def expect(
+        self,
+        cmd: str,
+        *,
+        rc: int = 0,
+        stdout: str = "",
+        stderr: str = "",
+        sleep: float = 0,
+        spawn_sleep: float = 0,
+    ) -> FakeOrbctl:
         script = json.loads((self.dir / "script.json").read_text())
-        script.append({"cmd": cmd, "rc": rc, "stdout": stdout, "stderr": stderr,
-                       "sleep": sleep, "spawn_sleep": spawn_sleep})
+        script.append(
+            {
+                "cmd": cmd,
+                "rc": rc,
+                "stdout": stdout,
+                "stderr": stderr,
+                "sleep": sleep,
+                "spawn_sleep": spawn_sleep,
+            }
+        )
         (self.dir / "script.json").write_text(json.dumps(script))
         return self
 
@@ -57,6 +73,6 @@ def fake(tmp_path: Path) -> FakeOrbctl:
     d.mkdir()
     (d / "script.json").write_text("[]")
     exe = d / "orbctl"
-    exe.write_text(f"#!/bin/sh\nexec {sys.executable} {FAKE} \"$@\"\n")
+    exe.write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE} "$@"\n')
     exe.chmod(0o755)
     return FakeOrbctl(d)

@@ -33,7 +33,9 @@ if response.get("cmd") and (not argv or argv[0] != response["cmd"]):
     sys.exit(99)
 if response.get("spawn_sleep"):
     # A grandchild in our process group: a timeout must kill it too.
-    child = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({response['spawn_sleep']})"])
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"import time; time.sleep({response['spawn_sleep']})"]
+    )
     (state / "grandchild.pid").write_text(str(child.pid))
 if response.get("sleep"):
     time.sleep(response["sleep"])

@@ -99,8 +99,11 @@ def test_stdin_is_devnull_without_input(fake: FakeOrbctl) -> None:
 
 def test_errors_are_typed(fake: FakeOrbctl) -> None:
     fake.expect("info", rc=1, stderr="[-32098] machine not found: 'nope'\n")
-    fake.expect("create", rc=1, stderr="[-32098] create 'x': setup: machine didn't start in "
-                "30s (missing IP address)\n")
+    fake.expect(
+        "create",
+        rc=1,
+        stderr="[-32098] create 'x': setup: machine didn't start in 30s (missing IP address)\n",
+    )
     fake.expect("create", rc=1, stderr="Error: invalid distro: foo\nUsage:\n  orbctl create\n")
     client = fake.client()
     with pytest.raises(MachineNotFoundError) as nf:
@@ -167,7 +170,9 @@ def test_resolve_executable(tmp_path: os.PathLike[str], monkeypatch: pytest.Monk
 
 def test_observer_sees_every_call(fake: FakeOrbctl) -> None:
     seen: list[tuple[list[str], int | None]] = []
-    fake.expect("list", stdout="[]").expect("delete", rc=1, stderr="[-32098] machine not found: 'a'")
+    fake.expect("list", stdout="[]").expect(
+        "delete", rc=1, stderr="[-32098] machine not found: 'a'"
+    )
     client = fake.client(observer=lambda argv, rc, secs: seen.append((list(argv[1:]), rc)))
     client.list()
     with pytest.raises(MachineNotFoundError):

@@ -81,8 +81,12 @@ def test_v1_record_with_top_level_running() -> None:
 
 @pytest.mark.parametrize(
     ("parse", "text"),
-    [(parse_machine_info, '{"a": 1}'), (parse_machine_list, "[1]"), (parse_machine_info, '"x"'),
-     (parse_machine_list, '{"name": "x"}')],
+    [
+        (parse_machine_info, '{"a": 1}'),
+        (parse_machine_list, "[1]"),
+        (parse_machine_info, '"x"'),
+        (parse_machine_list, '{"name": "x"}'),
+    ],
 )
 def test_garbage_is_rejected(parse: object, text: str) -> None:
     with pytest.raises(ValueError):
