@@ -1,0 +1,176 @@
+"""What the run cost: per-machine and per-test timings, the terminal summary, the JSON report.
+
+Each process keeps a :class:`Recorder`.  Under xdist every worker writes its recorder to the
+run's shared directory at the end, and the controller merges them for the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PHASES = ("create", "clone", "start", "ready", "deploy", "delete")
+
+
+@dataclass
+class MachineStats:
+    name: str
+    image: str
+    isolation: str
+    kind: str
+    tests: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+    outcome: str = "in use"  # created | reused | deleted | kept | failed
+    reused: bool = False
+    error: str | None = None
+
+    @property
+    def total(self) -> float:
+        return sum(self.phases.values())
+
+
+@dataclass
+class TestStats:
+    nodeid: str
+    machines: list[str] = field(default_factory=list)
+    waited: float = 0.0
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.machines: dict[str, MachineStats] = {}
+        self.tests: dict[str, TestStats] = {}
+        self.orbctl_calls: dict[str, int] = {}
+
+    def machine(self, name: str, image: str, isolation: str, kind: str) -> MachineStats:
+        stats = self.machines.get(name)
+        if stats is None:
+            stats = self.machines[name] = MachineStats(name, image, isolation, kind)
+        return stats
+
+    @contextmanager
+    def phase(self, name: str, phase: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            stats = self.machines.get(name)
+            if stats is not None:
+                stats.phases[phase] = stats.phases.get(phase, 0.0) + time.monotonic() - started
+
+    def served(self, name: str, nodeid: str, waited: float) -> None:
+        if name in self.machines:
+            self.machines[name].tests += 1
+        test = self.tests.setdefault(nodeid, TestStats(nodeid))
+        test.machines.append(name)
+        test.waited += waited
+
+    def count_call(self, argv: Sequence[str], rc: int | None, seconds: float) -> None:
+        cmd = argv[1] if len(argv) > 1 else "?"
+        self.orbctl_calls[cmd] = self.orbctl_calls.get(cmd, 0) + 1
+
+    def outcome(self, name: str, outcome: str) -> None:
+        if name in self.machines:
+            self.machines[name].outcome = outcome
+
+    # -- serialisation (xdist workers -> controller) -------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "machines": [asdict(m) for m in self.machines.values()],
+            "tests": [asdict(t) for t in self.tests.values()],
+            "orbctl_calls": self.orbctl_calls,
+        }
+
+    def merge(self, data: dict[str, Any]) -> None:
+        for m in data.get("machines", []):
+            mine = self.machines.get(m["name"])
+            if mine is None:
+                self.machines[m["name"]] = MachineStats(**m)
+                continue
+            mine.tests += m["tests"]
+            for phase, secs in m["phases"].items():
+                mine.phases[phase] = mine.phases.get(phase, 0.0) + secs
+            if m["outcome"] not in ("in use", "created"):
+                mine.outcome = m["outcome"]
+        for t in data.get("tests", []):
+            self.tests.setdefault(t["nodeid"], TestStats(**t))
+        for cmd, n in data.get("orbctl_calls", {}).items():
+            self.orbctl_calls[cmd] = self.orbctl_calls.get(cmd, 0) + n
+
+
+def summary_lines(rec: Recorder, *, verbose: bool = False) -> list[str]:
+    """The terminal summary table."""
+    if not rec.machines:
+        return []
+    header = ("machine", "image", "isolation", "tests", *PHASES, "outcome")
+    rows: list[tuple[str, ...]] = [header]
+    for m in sorted(rec.machines.values(), key=lambda m: m.name):
+        rows.append(
+            (
+                m.name,
+                m.image,
+                m.isolation if m.kind != "template" else "template",
+                str(m.tests),
+                *(f"{m.phases[p]:.1f}" if p in m.phases else "-" for p in PHASES),
+                m.outcome + (" (reused)" if m.reused and m.outcome != "reused" else ""),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    created = sum(1 for m in rec.machines.values() if m.kind != "template" and not m.reused)
+    reused = sum(1 for m in rec.machines.values() if m.reused)
+    deleted = sum(1 for m in rec.machines.values() if m.outcome == "deleted")
+    total = sum(m.total for m in rec.machines.values())
+    waits = [t.waited for t in rec.tests.values()]
+    lines.append(
+        f"{len(rec.machines)} machine(s): {created} created, {reused} reused, {deleted} deleted; "
+        f"{total:.1f}s spent in machine lifecycle; "
+        f"tests waited {sum(waits):.1f}s for machines"
+        + (f" (max {max(waits):.1f}s)" if waits else "")
+    )
+    kept = [m for m in rec.machines.values() if m.outcome == "kept"]
+    for m in kept:
+        lines.append(f"kept {m.name}: log in with `orb -m {m.name}` or `ssh {m.name}@orb`")
+    if verbose and rec.tests:
+        lines.append("per-test wait for machines (s):")
+        for t in sorted(rec.tests.values(), key=lambda t: -t.waited)[:20]:
+            lines.append(f"  {t.waited:7.2f}  {t.nodeid}")
+    return lines
+
+
+def write_json(path: Path, rec: Recorder, extra: dict[str, Any] | None = None) -> None:
+    data = {**rec.to_json(), **(extra or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def failure_section(name: str, facts: Iterable[str], commands: Iterable[str], log_tail: str) -> str:
+    lines = [f"machine {name}", *(f"  {f}" for f in facts)]
+    cmds = list(commands)
+    if cmds:
+        lines.append("last commands:")
+        lines += [f"  {c}" for c in cmds]
+    if log_tail.strip():
+        lines.append("console log (tail):")
+        lines += [f"  {line}" for line in log_tail.strip().splitlines()[-20:]]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "PHASES",
+    "MachineStats",
+    "Recorder",
+    "TestStats",
+    "failure_section",
+    "summary_lines",
+    "write_json",
+]

@@ -1,0 +1,254 @@
+"""``MachineSpec``: what machine a test needs, validated, hashed and named.
+
+A spec is built from the ``@pytest.mark.orbstack(...)`` marker (or factory keyword arguments)
+over the configured defaults.  Bad input raises :class:`~pytest_orbstack.errors.ConfigError`
+with a message naming the place it came from and how to fix it.  Nothing here runs ``orbctl``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pytest_orbstack.errors import ConfigError
+
+ISOLATIONS = ("session", "module", "function")
+MARKER_KEYS = ("image", "isolation", "arch", "user", "user_data", "deploy", "name")
+#: CLI distro tokens OrbStack accepts (orbctl-reference.md section 5).
+DISTROS = (
+    "alma", "alpine", "arch", "centos", "debian", "devuan", "fedora", "gentoo", "kali",
+    "nixos", "openeuler", "opensuse", "oracle", "rocky", "ubuntu", "void",
+)  # fmt: skip
+#: Architectures, with the spellings users type mapped to OrbStack's.
+ARCHES = {"amd64": "amd64", "x86_64": "amd64", "arm64": "arm64", "aarch64": "arm64",
+          "i386": "i386", "386": "i386"}  # fmt: skip
+RESERVED_NAMES = frozenset({"default", "vm", "host", "services", "gateway", "k8s", "docker"})
+#: Every machine this plugin names starts with this prefix (ownership is still proven by the
+#: registry, never by the prefix alone).
+PREFIX = "orbpt"
+DEFAULT_IMAGE = "debian:bookworm"
+
+_IMAGE = re.compile(r"^(?P<distro>[a-z]+)(?::(?P<version>[A-Za-z0-9][A-Za-z0-9._-]*))?$")
+_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]+$")
+MAX_NAME = 63  # the name is a hostname label
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """A validated description of a machine.  Paths are absolute."""
+
+    image: str = DEFAULT_IMAGE
+    isolation: str = "session"
+    arch: str | None = None
+    user: str | None = None
+    user_data: str | None = None
+    deploy: str | None = None
+    name: str | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two machines interchangeable, without file contents."""
+        return {
+            "image": self.image,
+            "arch": self.arch,
+            "user": self.user,
+            "user_data": self.user_data,
+            "deploy": self.deploy,
+        }
+
+    def base_hash(self) -> str:
+        """Hash of the machine as ``create`` makes it (image, arch, user, user-data content)."""
+        data = {**self.identity(), "deploy": None, "user_data": _file_digest(self.user_data)}
+        return _digest(data)
+
+    def content_hash(self, deploy_fingerprint: str | None = None) -> str:
+        """Hash of the provisioned machine: base plus the deploy's fingerprint."""
+        data = {"base": self.base_hash(), "deploy": self.deploy, "deploy_fp": deploy_fingerprint}
+        return _digest(data)
+
+    def slot(self) -> str:
+        """Stable key of this spec's identity (not its contents): finds stale reused machines."""
+        return _digest(self.identity())[:10]
+
+    def describe(self) -> str:
+        parts = [self.image]
+        if self.arch:
+            parts.append(f"arch={self.arch}")
+        if self.user:
+            parts.append(f"user={self.user}")
+        if self.deploy:
+            parts.append(f"deploy={Path(self.deploy).name}")
+        return " ".join(parts)
+
+    def with_isolation(self, isolation: str) -> MachineSpec:
+        return replace(self, isolation=isolation)
+
+
+def _digest(data: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _file_digest(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def build_spec(
+    values: Mapping[str, Any],
+    *,
+    where: str,
+    base_dir: Path,
+    default_image: str = DEFAULT_IMAGE,
+) -> MachineSpec:
+    """Validate marker / factory keyword arguments into a :class:`MachineSpec`.
+
+    ``where`` names the origin for error messages (``test_web: @pytest.mark.orbstack(...)``);
+    relative paths are resolved against ``base_dir`` (the test file's directory).
+    """
+    unknown = sorted(set(values) - set(MARKER_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(MARKER_KEYS)}"
+        )
+    image = values.get("image") or default_image
+    isolation = values.get("isolation", "session")
+    spec = MachineSpec(
+        image=validate_image(image, where),
+        isolation=_validate_isolation(isolation, where),
+        arch=_validate_arch(values.get("arch"), where),
+        user=_validate_user(values.get("user"), where),
+        user_data=_validate_path(values.get("user_data"), "user_data", where, base_dir),
+        deploy=_validate_path(values.get("deploy"), "deploy", where, base_dir),
+        name=_validate_name(values.get("name"), where),
+    )
+    if spec.name and spec.isolation != "session":
+        raise ConfigError(
+            f"{where}: name={spec.name!r} needs isolation='session' (a fixed name cannot be "
+            f"given to one machine per test or module); drop name= or the isolation"
+        )
+    return spec
+
+
+def validate_image(image: object, where: str) -> str:
+    if not isinstance(image, str) or not _IMAGE.match(image):
+        raise ConfigError(
+            f"{where}: image={image!r} is not an image string; use DISTRO or DISTRO:VERSION, "
+            f"e.g. 'debian:bookworm' or 'ubuntu:24.04'"
+        )
+    distro = image.split(":", 1)[0]
+    if distro not in DISTROS:
+        raise ConfigError(
+            f"{where}: image={image!r}: unknown distro {distro!r}; OrbStack offers "
+            f"{', '.join(DISTROS)}"
+        )
+    return image
+
+
+def _validate_isolation(value: object, where: str) -> str:
+    if value not in ISOLATIONS:
+        raise ConfigError(
+            f"{where}: isolation={value!r}: isolation must be one of {', '.join(ISOLATIONS)}"
+        )
+    return str(value)
+
+
+def _validate_arch(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.lower() not in ARCHES:
+        raise ConfigError(
+            f"{where}: arch={value!r}: architecture must be one of amd64, arm64, i386 "
+            f"(or omit it for the host's native architecture)"
+        )
+    return ARCHES[value.lower()]
+
+
+def _validate_user(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _USER.match(value) or value == "root":
+        raise ConfigError(
+            f"{where}: user={value!r}: the default user must be a lower-case Linux user name "
+            f"(letters, digits, '_' and '-', not root)"
+        )
+    return value
+
+
+def _validate_path(value: object, key: str, where: str, base_dir: Path) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise ConfigError(f"{where}: {key}={value!r} must be a path to a file")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.is_file():
+        raise ConfigError(
+            f"{where}: {key}={str(value)!r}: no such file ({path}); paths are relative to the "
+            f"test file's directory"
+        )
+    return str(path.resolve())
+
+
+def _validate_name(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _NAME.match(value) or len(value) > 40:
+        raise ConfigError(
+            f"{where}: name={value!r}: a machine name is 2-40 characters of a-z, 0-9 and '-', "
+            f"starting with a letter or digit"
+        )
+    if value in RESERVED_NAMES:
+        raise ConfigError(f"{where}: name={value!r} is reserved by OrbStack; choose another")
+    return value
+
+
+def new_run_id() -> str:
+    """A short random id, unique across concurrent pytest runs."""
+    return secrets.token_hex(3)
+
+
+def slugify(text: str, limit: int = 20) -> str:
+    """A test id as a name fragment: lower-case ``[a-z0-9-]``, no leading/trailing ``-``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:limit].strip("-") or "t"
+
+
+def machine_name(*parts: str) -> str:
+    """Join parts into a valid OrbStack machine name under :data:`PREFIX`."""
+    name = "-".join([PREFIX, *(slugify(p, 24) for p in parts if p)])
+    name = re.sub(r"-+", "-", name)[:MAX_NAME].strip("-")
+    if not _NAME.match(name):  # pragma: no cover - slugify guarantees it
+        raise ValueError(f"generated an invalid machine name {name!r}")
+    return name
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(_NAME.match(name)) and name not in RESERVED_NAMES and len(name) <= MAX_NAME
+
+
+__all__ = [
+    "ARCHES",
+    "DEFAULT_IMAGE",
+    "DISTROS",
+    "ISOLATIONS",
+    "MARKER_KEYS",
+    "PREFIX",
+    "MachineSpec",
+    "build_spec",
+    "is_valid_name",
+    "machine_name",
+    "new_run_id",
+    "slugify",
+    "validate_image",
+]
