@@ -1,0 +1,503 @@
+"""The pyinfra connector ``@orb/NAME``: run pyinfra against an OrbStack machine through ``orbctl``.
+
+Usage::
+
+    pyinfra @orb/my-machine deploy.py -y                  # one machine
+    pyinfra @orb/web,@orb/db deploy.py -y                 # several
+    pyinfra @orb deploy.py -y                             # every machine ``orbctl list`` shows
+
+The ``orbctl`` executable is ``$ORBSTACK_ORBCTL`` (else ``orbctl`` on ``PATH``); API users may set
+host data ``orb_orbctl`` (a path), ``orb_env`` (extra environment for the ``orbctl`` process,
+e.g. ``ORBSIM_HOME`` for the simulator) or ``orb_client`` (an
+:class:`~pytest_orbstack.orbctl.Orbctl` instance, used as is).  Everything else in the process
+environment is inherited.
+
+How it works, and how it differs from the seed project's connector:
+
+* ``connect()`` runs ``orbctl info`` once and ``orbctl start`` when the machine is not running;
+  every failure raises :class:`pyinfra.api.exceptions.ConnectError` with ``orbctl``'s own error
+  text (nothing is printed, nothing is retried).
+* Commands are built by pyinfra itself (``make_unix_command_for_host``: ``_sudo``,
+  ``_sudo_user``, ``_su_user``, ``_env``, ``_chdir``, ``_shell_executable``, ...) and run as the
+  argv ``["sh", "-c", COMMAND]`` through ``orbctl run -w ""``: the already-quoted pyinfra command
+  is ONE argument, so nothing is re-split or re-joined.  ``_stdin`` is sent as standard input,
+  ``_timeout`` kills the ``orbctl`` process group and fails the command the way pyinfra's own
+  connectors do (``TimeoutError``), ``_success_exit_codes`` decides success.  Commands inside
+  machines are never retried.
+* ``put_file``/``get_file`` accept paths and file objects (``StringIO``/``BytesIO`` from
+  ``files.put``/``files.template``).  ``orbctl push``/``pull`` copy as the machine's default user
+  only, so files always travel through a uniquely named temporary file in the machine, which is
+  then copied into place (or out of place) by a command that honours ``_sudo``/``_sudo_user``/
+  ``_su_user`` like any other: root-owned destinations work with ``_sudo=True``, and ``cp`` onto
+  an existing file keeps its owner and mode, as pyinfra's ``@ssh`` connector does.  Temporary
+  files are removed on both sides on every path.
+* Blocking ``orbctl`` calls run in gevent's thread pool when ``subprocess`` is not monkey-patched
+  (the API case), so several hosts progress in parallel without patching the interpreter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import posixpath
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from io import IOBase
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
+
+import pyinfra
+from pyinfra import logger
+from pyinfra.api.command import QuoteString, StringCommand
+from pyinfra.api.exceptions import ConnectError, InventoryError
+from pyinfra.api.output import echo, format_text
+from pyinfra.api.util import get_file_io
+from pyinfra.connectors.base import BaseConnector, DataMeta
+from pyinfra.connectors.util import (
+    CommandOutput,
+    OutputLine,
+    execute_command_with_sudo_retry,
+    make_unix_command_for_host,
+)
+
+from pytest_orbstack.errors import (
+    MachineNotFoundError,
+    OrbctlError,
+    OrbctlTimeoutError,
+    OrbStackUnavailableError,
+)
+from pytest_orbstack.orbctl import CompletedCall, Orbctl, resolve_executable
+
+if TYPE_CHECKING:
+    from pyinfra.api.host import Host
+    from pyinfra.api.state import State
+
+T = TypeVar("T")
+
+#: Prefix of temporary files this connector creates (host side and machine side).
+TEMP_PREFIX = "pyinfra-orb-"
+#: Where machine-side temporary files go when pyinfra gives no temp directory.
+DEFAULT_REMOTE_TEMP_DIR = "/tmp"
+#: Connector arguments that change *who* runs a command (privilege escalation).
+AUTH_ARGUMENTS = (
+    "_sudo",
+    "_sudo_user",
+    "_use_sudo_login",
+    "_sudo_password",
+    "_preserve_sudo_env",
+    "_su_user",
+    "_use_su_login",
+    "_preserve_su_env",
+    "_su_shell",
+    "_su_password",
+    "_doas",
+    "_doas_user",
+    "_dzdo",
+    "_dzdo_user",
+)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class OrbConnectorData(TypedDict, total=False):
+    orb_name: str
+    orb_orbctl: str | None
+    orb_env: dict[str, str] | None
+    orb_client: Orbctl | None
+    orb_start: bool
+
+
+connector_data_meta: dict[str, DataMeta] = {
+    "orb_name": DataMeta("Name (or id) of the OrbStack machine", None),
+    "orb_orbctl": DataMeta(
+        "Path of the orbctl executable (default: $ORBSTACK_ORBCTL, else orbctl on PATH)", None
+    ),
+    "orb_env": DataMeta("Extra environment variables for the orbctl process", None),
+    "orb_client": DataMeta("An Orbctl client object to use as is (API only)", None),
+    "orb_start": DataMeta("Start the machine on connect when it is not running", True),
+}
+
+
+def validate_machine_name(name: str) -> str:
+    """Check ``name`` is usable as an ``orbctl -m`` argument; return it."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InventoryError(
+            f"@orb: invalid machine name {name!r} (expected letters, digits, '-', '.', '_'; "
+            "use @orb/NAME)"
+        )
+    return name
+
+
+def _blocking(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking call without stalling other greenlets.
+
+    The pyinfra CLI monkey-patches ``subprocess`` (cooperative already): call directly.  In API
+    use nothing is patched, so the call runs in gevent's native thread pool while this greenlet
+    waits cooperatively.
+    """
+    gevent: Any = importlib.import_module("gevent")
+    monkey: Any = importlib.import_module("gevent.monkey")
+    if monkey.is_module_patched("subprocess"):
+        return func(*args, **kwargs)
+    return cast(T, gevent.get_hub().threadpool.apply(func, args, kwargs))
+
+
+def _output_lines(buffer_name: str, data: bytes) -> list[OutputLine]:
+    if not data:
+        return []
+    parts = data.decode("utf-8", errors="replace").split("\n")
+    if parts and parts[-1] == "":
+        parts.pop()
+    return [OutputLine(buffer_name, part) for part in parts]
+
+
+def stdin_bytes(stdin: Any) -> bytes | None:
+    """``_stdin`` as bytes, with pyinfra's semantics (each line gets a trailing newline)."""
+    if stdin is None or stdin == "" or stdin == b"":
+        return None
+    if isinstance(stdin, (bytes, bytearray)):
+        return bytes(stdin)
+    if hasattr(stdin, "readlines"):
+        stdin = stdin.readlines()
+    if isinstance(stdin, str) or not isinstance(stdin, Iterable):
+        stdin = [stdin]
+    chunks: list[bytes] = []
+    for line in stdin:
+        text = line.decode() if isinstance(line, (bytes, bytearray)) else str(line)
+        if not text.endswith("\n"):
+            text += "\n"
+        chunks.append(text.encode())
+    return b"".join(chunks)
+
+
+def _noauth(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """``arguments`` without privilege escalation (and ``_chdir``, which may need it)."""
+    return {k: v for k, v in arguments.items() if k not in AUTH_ARGUMENTS and k != "_chdir"}
+
+
+def _write_host_temp(filename_or_io: Any) -> str:
+    """Copy a path or file object into a new host temp file readable by the machine's user."""
+    fd, path = tempfile.mkstemp(prefix=TEMP_PREFIX)
+    try:
+        with os.fdopen(fd, "wb") as out, get_file_io(filename_or_io) as src:
+            data = src.read()
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+            out.write(data)
+        # orbctl push runs cp as the machine's default user: let it read the file.
+        os.chmod(path, 0o644)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    # OrbStack maps macOS paths under /private (not /var) 1:1; realpath gives that form.
+    return os.path.realpath(path)
+
+
+def _write_to_target(data: bytes, filename_or_io: Any) -> None:
+    if isinstance(filename_or_io, io.TextIOBase):
+        filename_or_io.write(data.decode("utf-8"))
+        return
+    with get_file_io(filename_or_io, "wb") as out:
+        out.write(data)
+
+
+class OrbConnector(BaseConnector):
+    """Run pyinfra operations in OrbStack machines: ``@orb/NAME``.
+
+    ``@orb`` on its own expands to every machine ``orbctl list`` shows (running or stopped;
+    stopped ones are started on connect), grouped as ``@orb``.  An empty list is an inventory
+    error, not an empty deploy.
+    """
+
+    handles_execution = True
+
+    data_cls = OrbConnectorData
+    data_meta = connector_data_meta
+    data: OrbConnectorData
+
+    def __init__(self, state: State, host: Host) -> None:
+        super().__init__(state, host)
+        self._client: Orbctl | None = None
+
+    # -- inventory -------------------------------------------------------------------------
+
+    @staticmethod
+    def make_names_data(name: str | None = None) -> Iterator[tuple[str, dict[str, Any], list[str]]]:
+        if name:
+            validate_machine_name(name)
+            yield f"@orb/{name}", {"orb_name": name}, ["@orb"]
+            return
+        executable = resolve_executable()
+        if executable is None:
+            raise InventoryError(
+                "@orb: cannot find orbctl (install OrbStack or set ORBSTACK_ORBCTL); "
+                "to target one machine use @orb/NAME"
+            )
+        try:
+            records = Orbctl(executable).list()
+        except OrbctlError as exc:
+            raise InventoryError(f"@orb: cannot list OrbStack machines: {exc}") from exc
+        if not records:
+            raise InventoryError("@orb: orbctl list shows no machines; use @orb/NAME")
+        for record in records:
+            yield f"@orb/{record.name}", {"orb_name": record.name}, ["@orb"]
+
+    # -- connection ------------------------------------------------------------------------
+
+    @property
+    def machine(self) -> str:
+        name = self.data.get("orb_name")
+        if not name:
+            raise ConnectError(f"{self.host.name}: no OrbStack machine name (use @orb/NAME)")
+        return name
+
+    @property
+    def client(self) -> Orbctl:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Orbctl:
+        given = self.data.get("orb_client")
+        if given is not None:
+            return given
+        explicit = self.data.get("orb_orbctl")
+        executable = resolve_executable(explicit)
+        if executable is None:
+            where = f"orb_orbctl={explicit!r}" if explicit else "$ORBSTACK_ORBCTL or PATH"
+            raise ConnectError(
+                f"cannot find the orbctl executable ({where}); install OrbStack or point "
+                "ORBSTACK_ORBCTL at orbctl"
+            )
+        return Orbctl(executable, env=self.data.get("orb_env"))
+
+    def connect(self) -> None:
+        name = self.machine
+        client = self.client
+        try:
+            info = _blocking(client.info, name)
+        except MachineNotFoundError as exc:
+            raise ConnectError(
+                f"OrbStack machine {name!r} does not exist ({exc.message or exc}); "
+                f"create it with: orbctl create debian {name}"
+            ) from exc
+        except OrbStackUnavailableError as exc:
+            raise ConnectError(f"OrbStack is not available: {exc}") from exc
+        except OrbctlError as exc:
+            raise ConnectError(f"cannot inspect OrbStack machine {name!r}: {exc}") from exc
+        except ValueError as exc:  # unparsable JSON
+            raise ConnectError(f"unexpected orbctl info output for {name!r}: {exc}") from exc
+        if info.state == "running":
+            return
+        if not self.data.get("orb_start", True):
+            raise ConnectError(f"OrbStack machine {name!r} is {info.state} (orb_start is off)")
+        logger.info("%sstarting %s machine %s", self.host.print_prefix, info.state, name)
+        try:
+            _blocking(client.start, name)
+        except OrbctlError as exc:
+            raise ConnectError(
+                f"OrbStack machine {name!r} is {info.state} and could not be started: {exc}"
+            ) from exc
+
+    def disconnect(self) -> None:
+        """Nothing to close: every command is its own ``orbctl`` invocation."""
+
+    # -- commands --------------------------------------------------------------------------
+
+    def _invoke(
+        self, argv: list[str], *, input: bytes | None = None, timeout: float | None = None
+    ) -> CompletedCall:
+        try:
+            return _blocking(
+                self.client.run, self.machine, argv, workdir="", input=input, timeout=timeout
+            )
+        except OrbctlTimeoutError as exc:
+            raise TimeoutError(f"orbctl run in {self.machine!r}: {exc}") from exc
+        except OrbctlError as exc:
+            raise OSError(f"orbctl run in {self.machine!r} failed: {exc}") from exc
+
+    def run_shell_command(
+        self,
+        command: StringCommand,
+        print_output: bool = False,
+        print_input: bool = False,
+        **arguments: Any,
+    ) -> tuple[bool, CommandOutput]:
+        """Run a pyinfra command in the machine; return ``(success, output)``.
+
+        Raises ``TimeoutError`` when ``_timeout`` expires (pyinfra turns that into a failed
+        command) and ``OSError`` when ``orbctl`` itself cannot run.
+        """
+        arguments.pop("_get_pty", None)  # orbctl gets no TTY from us, by design
+        timeout = arguments.pop("_timeout", None)
+        stdin = stdin_bytes(arguments.pop("_stdin", None))
+        success_exit_codes = arguments.pop("_success_exit_codes", None)
+        prefix = self.host.print_prefix
+
+        def execute() -> tuple[int, CommandOutput]:
+            unix_command = make_unix_command_for_host(self.state, self.host, command, **arguments)
+            raw = unix_command.get_raw_value()
+            logger.debug("--> Running command on %s: %s", self.machine, unix_command)
+            if print_input:
+                echo(f"{prefix}>>> {unix_command}", err=True)
+            call = self._invoke(["sh", "-c", raw], input=stdin, timeout=timeout)
+            lines = _output_lines("stdout", call.stdout) + _output_lines("stderr", call.stderr)
+            if print_output:
+                for line in lines:
+                    text = line.line
+                    if line.buffer_name == "stderr":
+                        text = format_text(text, "red")
+                    echo(f"{prefix}{text}", err=True)
+            logger.debug("--> Command exit status: %i", call.returncode)
+            return call.returncode, CommandOutput(lines)
+
+        if pyinfra.is_cli:
+            # The CLI may prompt for a sudo password once, exactly as @local/@ssh do.
+            returncode, output = execute_command_with_sudo_retry(
+                self.host, cast(Any, arguments), execute
+            )
+        else:
+            returncode, output = execute()
+
+        if success_exit_codes:
+            return returncode in success_exit_codes, output
+        return returncode == 0, output
+
+    # -- files -----------------------------------------------------------------------------
+
+    def _remote_temp_path(self, remote_temp_filename: str | None) -> str:
+        directory = (
+            posixpath.dirname(remote_temp_filename)
+            if remote_temp_filename
+            else DEFAULT_REMOTE_TEMP_DIR
+        ) or DEFAULT_REMOTE_TEMP_DIR
+        return posixpath.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+
+    def _remove_remote(self, path: str, arguments: Mapping[str, Any]) -> None:
+        """Best-effort removal of a machine-side temporary file."""
+        args = {k: v for k, v in arguments.items() if k not in ("_stdin", "_success_exit_codes")}
+        try:
+            ok, output = self.run_shell_command(
+                StringCommand("rm", "-f", QuoteString(path)), **args
+            )
+        except (OSError, TimeoutError) as exc:
+            logger.warning("%scould not remove %s: %s", self.host.print_prefix, path, exc)
+            return
+        if not ok:
+            logger.warning("%scould not remove %s: %s", self.host.print_prefix, path, output.stderr)
+
+    def put_file(
+        self,
+        filename_or_io: str | IOBase,
+        remote_filename: str,
+        remote_temp_filename: str | None = None,
+        print_output: bool = False,
+        print_input: bool = False,
+        **arguments: Any,
+    ) -> bool:
+        """Upload a local file or file object to ``remote_filename``.
+
+        The data goes host temp file -> ``orbctl push`` -> unique machine temp file -> ``cp``
+        (run with the operation's ``_sudo``/``_su_user``/... arguments) -> destination.
+        Raises ``OSError`` with the failing step's error text.
+        """
+        arguments.pop("_stdin", None)
+        remote_temp = self._remote_temp_path(remote_temp_filename)
+        local_temp = _write_host_temp(filename_or_io)
+        try:
+            call = _blocking(self.client.push, self.machine, [local_temp], remote_temp)
+            if call.returncode != 0:
+                raise OSError(
+                    f"orbctl push to {self.machine}:{remote_temp} failed: "
+                    f"{call.stderr.decode(errors='replace').strip() or call.returncode}"
+                )
+            copy = StringCommand("cp", QuoteString(remote_temp), QuoteString(remote_filename))
+            ok, output = self.run_shell_command(
+                copy, print_output=print_output, print_input=print_input, **arguments
+            )
+            if not ok:
+                raise OSError(f"cannot write {remote_filename}: {output.stderr or output.output}")
+        except OrbctlError as exc:
+            raise OSError(f"upload to {self.machine}:{remote_filename} failed: {exc}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(local_temp)
+            # Pushed as the default user (maybe partially): remove it as that user.
+            self._remove_remote(remote_temp, _noauth(arguments))
+
+        if print_output:
+            echo(f"{self.host.print_prefix}file uploaded: {remote_filename}", err=True)
+        return True
+
+    def get_file(
+        self,
+        remote_filename: str,
+        filename_or_io: str | IOBase,
+        remote_temp_filename: str | None = None,
+        print_output: bool = False,
+        print_input: bool = False,
+        **arguments: Any,
+    ) -> bool:
+        """Download ``remote_filename`` into a local path or file object.
+
+        ``cp`` (with the operation's privilege arguments) copies it to a unique readable temp
+        file in the machine, ``orbctl pull`` brings that to a host temp directory, and the
+        bytes are written to ``filename_or_io``.  Raises ``OSError`` on failure.
+        """
+        arguments.pop("_stdin", None)
+        remote_temp = self._remote_temp_path(remote_temp_filename)
+        local_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)
+        # orbctl pull writes as the machine's default user.
+        os.chmod(local_dir, 0o777)  # private random directory, removed below
+        local_temp = os.path.join(os.path.realpath(local_dir), "data")
+        copied = False
+        try:
+            # Readable by the default user whoever wrote it (sudo makes it root's).
+            copy = StringCommand(
+                "cp",
+                QuoteString(remote_filename),
+                QuoteString(remote_temp),
+                "&&",
+                "chmod",
+                "0644",
+                QuoteString(remote_temp),
+            )
+            copied = True  # from here on the temp file may exist in the machine
+            ok, output = self.run_shell_command(
+                copy, print_output=print_output, print_input=print_input, **arguments
+            )
+            if not ok:
+                raise OSError(f"cannot read {remote_filename}: {output.stderr or output.output}")
+            call = _blocking(self.client.pull, self.machine, [remote_temp], local_temp)
+            if call.returncode != 0:
+                raise OSError(
+                    f"orbctl pull of {self.machine}:{remote_temp} failed: "
+                    f"{call.stderr.decode(errors='replace').strip() or call.returncode}"
+                )
+            with open(local_temp, "rb") as f:
+                data = f.read()
+            _write_to_target(data, filename_or_io)
+        except OrbctlError as exc:
+            raise OSError(f"download of {self.machine}:{remote_filename} failed: {exc}") from exc
+        finally:
+            shutil.rmtree(local_dir, ignore_errors=True)
+            if copied:
+                # Written by the escalated user: remove it as that user (it owns the file).
+                self._remove_remote(remote_temp, arguments)
+
+        if print_output:
+            echo(f"{self.host.print_prefix}file downloaded: {remote_filename}", err=True)
+        return True
+
+
+__all__ = [
+    "AUTH_ARGUMENTS",
+    "OrbConnector",
+    "OrbConnectorData",
+    "stdin_bytes",
+    "validate_machine_name",
+]
