@@ -1,1 +1,464 @@
-"""pytest entry point (being written)."""
+"""pytest entry point: options, the ``orbstack`` marker, fixtures and hooks.
+
+Thin by design: every decision about machines lives in :mod:`pytest_orbstack.lifecycle`,
+options in :mod:`pytest_orbstack.options`, specs in :mod:`pytest_orbstack.spec`, reporting in
+:mod:`pytest_orbstack.report`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_orbstack import options
+from pytest_orbstack.coordination import SharedDir
+from pytest_orbstack.errors import ConfigError, OrbstackError
+from pytest_orbstack.lifecycle import MachineManager, RunContext, Settings, label_for, reap
+from pytest_orbstack.machine import Machine
+from pytest_orbstack.orbctl import Orbctl
+from pytest_orbstack.registry import Owner, Registry
+from pytest_orbstack.report import Recorder, failure_section, summary_lines, write_json
+from pytest_orbstack.spec import MachineSpec, build_spec, new_run_id
+
+log = logging.getLogger("pytest_orbstack")
+
+MACHINE_FIXTURES = frozenset(
+    {"orb_vm", "orb_vm_factory", "orb_vm_factory_module", "orb_vm_factory_session", "orbctl",
+     "orb_host", "orb_deploy"}
+)  # fmt: skip
+MARKER_DOC = (
+    "orbstack(image='debian:bookworm', isolation='session|module|function', arch=None, "
+    "user=None, user_data=None, deploy=None, name=None): the OrbStack machine `orb_vm` gives "
+    "this test (pytest-orbstack)"
+)
+
+spec_key = pytest.StashKey[MachineSpec]()
+machines_key = pytest.StashKey[list[Machine]]()
+state_key = pytest.StashKey["OrbState"]()
+
+
+@dataclass
+class OrbState:
+    """Per-process plugin state: settings, run identity, and the lazily built manager."""
+
+    config: pytest.Config
+    settings: Settings
+    run: RunContext
+    recorder: Recorder = field(default_factory=Recorder)
+    _manager: MachineManager | None = None
+    _unavailable: str | None = None
+    _probed: bool = False
+    failed_machines: set[str] = field(default_factory=set)
+
+    @property
+    def registry(self) -> Registry:
+        path = self.settings.state_dir / f"registry-{self.settings.registry_key}.json"
+        return Registry(path)
+
+    def unavailable(self) -> str | None:
+        if not self._probed:
+            self._unavailable = options.probe(self.settings)
+            self._probed = True
+        return self._unavailable
+
+    def manager(self) -> MachineManager:
+        if self._manager is None:
+            client = Orbctl(
+                self.settings.executable,
+                timeout=self.settings.timeout,
+                observer=self.recorder.count_call,
+            )
+            self._manager = MachineManager(
+                client, self.settings, self.run, self.registry, self.recorder
+            )
+            self._start_watchdog()
+        return self._manager
+
+    def _start_watchdog(self) -> None:
+        from pytest_orbstack.lifecycle import spawn_watchdog
+
+        assert self._manager is not None
+        manager = self._manager
+
+        def start() -> dict[str, Any]:
+            return {"pid": spawn_watchdog(manager.registry, self.run, manager.client)}
+
+        self.run.shared.get_or_make("watchdog", start)
+
+    def spec_for(self, item: pytest.Item) -> MachineSpec:
+        spec = item.stash.get(spec_key, None)
+        if spec is None:
+            spec = item.stash[spec_key] = marker_spec(item, self.settings)
+        return spec
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.add_options(parser)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's tmpdir plugin has set up the base temp
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_DOC)
+    settings = options.settings_from_config(config)
+    config.stash[state_key] = OrbState(config, settings, _run_context(config))
+    from pytest_orbstack import fixtures_testinfra, testinfra_backend
+
+    config.pluginmanager.register(fixtures_testinfra, "orbstack-testinfra-fixtures")
+    testinfra_backend.register_orb_backend()
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "orbstack-xdist")
+
+
+def _run_context(config: pytest.Config) -> RunContext:
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    factory = config._tmp_path_factory  # type: ignore[attr-defined]
+    if workerinput and "orbstack_run" in workerinput:
+        info = workerinput["orbstack_run"]
+        owner = Owner(pid=info["pid"], started=info["started"], host=info["host"])
+        return RunContext(
+            run_id=info["run_id"],
+            worker=str(workerinput.get("workerid", "gw")),
+            owner=owner,
+            shared=SharedDir(Path(info["shared"])),
+        )
+    base: Path = factory.getbasetemp()
+    return RunContext(
+        run_id=new_run_id(),
+        worker="main",
+        owner=Owner.current(),
+        shared=SharedDir(base / "orbstack"),
+    )
+
+
+class _XdistHooks:
+    """Registered only when pytest-xdist is active: hand the run identity to workers."""
+
+    @pytest.hookimpl
+    def pytest_configure_node(self, node: Any) -> None:
+        state = node.config.stash[state_key]
+        run = state.run
+        node.workerinput["orbstack_run"] = {
+            "run_id": run.run_id,
+            "pid": run.owner.pid,
+            "started": run.owner.started,
+            "host": run.owner.host,
+            "shared": str(run.shared.path),
+        }
+
+
+def marker_spec(item: pytest.Item, settings: Settings) -> MachineSpec:
+    """The spec of ``item``'s ``orbstack`` markers (closest wins, key by key)."""
+    values: dict[str, Any] = {}
+    for mark in reversed(list(item.iter_markers("orbstack"))):
+        if mark.args:
+            raise ConfigError(
+                f"{item.nodeid}: @pytest.mark.orbstack takes keyword arguments only "
+                f"(got positional {mark.args!r}); write image={mark.args[0]!r}"
+            )
+        values.update(mark.kwargs)
+    where = f"{item.nodeid}: @pytest.mark.orbstack({_kwargs_text(values)})"
+    return build_spec(
+        values, where=where, base_dir=item.path.parent, default_image=settings.default_image
+    )
+
+
+def _kwargs_text(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in values.items())
+
+
+def _uses_machines(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return bool(MACHINE_FIXTURES.intersection(names))
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    state = config.stash[state_key]
+    problems = []
+    for item in items:
+        if not _uses_machines(item) and item.get_closest_marker("orbstack") is None:
+            continue
+        try:
+            state.spec_for(item)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise pytest.UsageError("invalid orbstack configuration:\n  " + "\n  ".join(problems))
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _orb_state(pytestconfig: pytest.Config) -> OrbState:
+    state = pytestconfig.stash[state_key]
+    reason = state.unavailable()
+    if reason:
+        if options.required(pytestconfig):
+            pytest.fail(f"pytest-orbstack: {reason} (--orbstack-required)", pytrace=False)
+        pytest.skip(f"pytest-orbstack: {reason}")
+    return state
+
+
+@pytest.fixture(scope="session")
+def orbctl(_orb_state: OrbState) -> Orbctl:
+    """The configured ``orbctl`` client (the simulator with ``--orbstack-backend=sim``)."""
+    return _orb_state.manager().client
+
+
+class _Scope:
+    """Fresh machines made for one fixture scope, released when it ends."""
+
+    def __init__(self, state: OrbState) -> None:
+        self.state = state
+        self.machines: dict[MachineSpec, Machine] = {}
+        self.extra: list[Machine] = []
+
+    def fresh(self, spec: MachineSpec, kind: str, label: str) -> Machine:
+        return self.state.manager().fresh(spec, kind=kind, label=label)
+
+    def release_all(self) -> None:
+        keep_policy = self.state.settings.keep
+        errors: list[str] = []
+        for machine in [*self.machines.values(), *self.extra]:
+            keep = keep_policy == "always" or (
+                keep_policy == "on-failure" and machine.name in self.state.failed_machines
+            )
+            try:
+                self.state.manager().release(machine, keep=keep)
+            except OrbstackError as exc:
+                errors.append(f"{machine.name}: {exc}")
+        self.machines.clear()
+        self.extra.clear()
+        if errors:
+            raise OrbstackError("could not delete machine(s): " + "; ".join(errors))
+
+
+@pytest.fixture(scope="module")
+def _orb_module_scope(_orb_state: OrbState) -> Iterator[_Scope]:
+    scope = _Scope(_orb_state)
+    yield scope
+    scope.release_all()
+
+
+@pytest.fixture(scope="session")
+def _orb_session_scope(_orb_state: OrbState) -> Iterator[_Scope]:
+    scope = _Scope(_orb_state)
+    yield scope
+    scope.release_all()
+
+
+@pytest.fixture
+def _orb_function_scope(_orb_state: OrbState, request: pytest.FixtureRequest) -> Iterator[_Scope]:
+    scope = _Scope(_orb_state)
+    yield scope
+    scope.release_all()
+
+
+@pytest.fixture
+def orb_vm(
+    request: pytest.FixtureRequest,
+    _orb_state: OrbState,
+    _orb_module_scope: _Scope,
+    _orb_function_scope: _Scope,
+) -> Machine:
+    """The machine this test's ``@pytest.mark.orbstack`` describes, at its isolation level
+    (without a marker: the default image, one machine for the whole session)."""
+    spec = _orb_state.spec_for(request.node)
+    started = time.monotonic()
+    if spec.isolation == "session":
+        machine = _orb_state.manager().session(spec)
+    elif spec.isolation == "module":
+        machine = _orb_module_scope.machines.get(spec) or _orb_module_scope.machines.setdefault(
+            spec, _orb_module_scope.fresh(spec, "module", label_for(request.node.module.__name__))
+        )
+    else:
+        machine = _orb_function_scope.fresh(spec, "function", label_for(request.node.nodeid))
+        _orb_function_scope.machines[spec] = machine
+    _served(_orb_state, request.node, machine, time.monotonic() - started)
+    return machine
+
+
+def _factory(
+    state: OrbState, scope: _Scope, request: pytest.FixtureRequest, kind: str
+) -> Callable[..., Machine]:
+    def make(**kwargs: Any) -> Machine:
+        where = f"{request.node.nodeid}: {request.fixturename}({_kwargs_text(kwargs)})"
+        spec = build_spec(
+            {"isolation": "function", **kwargs},
+            where=where,
+            base_dir=request.path.parent,
+            default_image=state.settings.default_image,
+        )
+        started = time.monotonic()
+        if spec.isolation == "session":
+            machine = state.manager().session(spec)
+        else:
+            machine = scope.fresh(spec, kind, "f")
+            scope.extra.append(machine)
+        _served(state, request.node, machine, time.monotonic() - started)
+        return machine
+
+    return make
+
+
+@pytest.fixture
+def orb_vm_factory(
+    _orb_state: OrbState, _orb_function_scope: _Scope, request: pytest.FixtureRequest
+) -> Callable[..., Machine]:
+    """``orb_vm_factory(image=..., arch=..., user=..., deploy=..., isolation=...)`` makes
+    further machines; they are deleted when the test ends (keep policy aside)."""
+    return _factory(_orb_state, _orb_function_scope, request, "factory")
+
+
+@pytest.fixture(scope="module")
+def orb_vm_factory_module(
+    _orb_state: OrbState, _orb_module_scope: _Scope, request: pytest.FixtureRequest
+) -> Callable[..., Machine]:
+    """Like ``orb_vm_factory``, but machines live until the module's tests are done."""
+    return _factory(_orb_state, _orb_module_scope, request, "factory")
+
+
+@pytest.fixture(scope="session")
+def orb_vm_factory_session(
+    _orb_state: OrbState, _orb_session_scope: _Scope, request: pytest.FixtureRequest
+) -> Callable[..., Machine]:
+    """Like ``orb_vm_factory``, but machines live until the session ends."""
+    return _factory(_orb_state, _orb_session_scope, request, "factory")
+
+
+@pytest.fixture
+def orb_deploy(orb_vm: Machine) -> Callable[..., Any]:
+    """``orb_deploy(target, *machines, **data)``: run a pyinfra deploy on several machines at
+    once (default: this test's ``orb_vm``); returns ``{name: DeployResult}``."""
+    from pytest_orbstack.deploy import run_deploy
+
+    def deploy(target: Any, *machines: Machine, **data: Any) -> Any:
+        return run_deploy(list(machines) or [orb_vm], target, data=data)
+
+    return deploy
+
+
+def _served(state: OrbState, item: Any, machine: Machine, waited: float) -> None:
+    state.recorder.served(machine.name, item.nodeid, waited)
+    item.stash.setdefault(machines_key, []).append(machine)
+
+
+# -- reporting and teardown -------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    machines = item.stash.get(machines_key, [])
+    if report.failed and machines and report.when in ("setup", "call"):
+        state = item.config.stash[state_key]
+        for machine in machines:
+            report.sections.append((f"orbstack machine {machine.name}", _details(machine)))
+            state.failed_machines.add(machine.name)
+    return report
+
+
+def _details(machine: Machine) -> str:
+    facts = [f"spec: {machine.spec.describe() if machine.spec else '?'}"]
+    log_tail = ""
+    try:
+        info = machine.info()
+        facts.append(f"state: {info.state}, ip4: {info.ip4 or '-'}, image: {info.record.image}")
+        log_tail = machine.logs()[-4000:]
+    except OrbstackError as exc:
+        facts.append(f"(could not inspect it: {exc})")
+    facts.append(f"log in: orb -m {machine.name}   or   ssh {machine.ssh_destination}")
+    commands = [f"$ {r.argv!r} -> {r.returncode}" for r in machine.history]
+    return failure_section(machine.name, facts, commands[-10:], log_tail)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(state_key, None)
+    if state is None:
+        return
+    if state._manager is not None:
+        state._manager.finish_process()
+    shared = state.run.shared
+    if state.run.is_worker:
+        shared.write(
+            f"report-{state.run.worker}.json",
+            {**state.recorder.to_json(), "failed_machines": sorted(state.failed_machines)},
+        )
+        return
+    for fragment in shared.read_all("report-gw*.json"):
+        state.recorder.merge(fragment)
+        state.failed_machines.update(fragment.get("failed_machines", []))
+    _finish_run(state)
+    if state.settings.report_path is not None:
+        write_json(
+            state.settings.report_path,
+            state.recorder,
+            {"run_id": state.run.run_id, "backend": state.settings.backend},
+        )
+
+
+def _finish_run(state: OrbState) -> None:
+    """Controller / single process: remove this run's session machines and templates."""
+    registry = state.registry
+    if not registry.of_run(state.run.run_id):
+        return
+    manager = state.manager()
+    keep = state.settings.keep
+    if keep == "always":
+        manager.finish_run(keep_session=True)
+        return
+    if keep == "on-failure":
+        for rec in registry.of_run(state.run.run_id):
+            if rec.name in state.failed_machines and rec.kind in ("session", "reuse"):
+                registry.update(rec.name, kept=True, state="kept")
+                state.recorder.outcome(rec.name, "kept")
+    manager.finish_run()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start-up reaper: delete machines of earlier runs whose owner died (controller only)."""
+    state = session.config.stash.get(state_key, None)
+    if state is None or state.run.is_worker or not state.settings.executable:
+        return
+    registry = state.registry
+    if not registry.reapable(exclude_run=state.run.run_id):
+        return
+    try:
+        client = Orbctl(state.settings.executable, timeout=state.settings.timeout)
+        deleted = reap(client, registry, state.settings.policy(), exclude_run=state.run.run_id)
+    except OrbstackError as exc:
+        log.warning("pytest-orbstack: could not reap machines of dead runs: %s", exc)
+        return
+    if deleted:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"pytest-orbstack: deleted {len(deleted)} machine(s) left by dead runs: "
+                + ", ".join(deleted)
+            )
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(state_key, None)
+    if state is None or state.run.is_worker:
+        return
+    lines = summary_lines(state.recorder, verbose=config.getoption("verbose") > 0)
+    if not lines:
+        return
+    terminalreporter.write_sep("-", "orbstack machines")
+    for line in lines:
+        terminalreporter.write_line(line)

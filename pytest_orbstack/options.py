@@ -1,0 +1,238 @@
+"""Command-line options, ini keys and environment variables, resolved in one place.
+
+Precedence, for every value: marker > command-line option > ini key > environment > default.
+(Markers only carry machine specs; this module resolves the run-wide settings.)  Bad values
+raise :class:`pytest.UsageError` naming the option and what it accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_orbstack.errors import ConfigError, OrbctlError, OrbctlTimeoutError
+from pytest_orbstack.lifecycle import KEEP_POLICIES, Settings
+from pytest_orbstack.orbctl import Orbctl, resolve_executable
+from pytest_orbstack.registry import default_state_dir
+from pytest_orbstack.spec import DEFAULT_IMAGE, validate_image
+
+BACKENDS = ("auto", "orbctl", "sim")
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # "backend" -> --orbstack-backend, ini orbstack_backend
+    help: str
+    env: str | None = None
+    default: str | None = None
+    flag: bool = False
+    metavar: str | None = None
+
+    @property
+    def cli(self) -> str:
+        return f"--orbstack-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return f"orbstack_{self.name.replace('-', '_')}"
+
+
+OPTIONS = (
+    Option("backend", "machine backend: auto (orbctl when installed), orbctl, or sim (the "
+           "bundled orbsim simulator, Linux)", "ORBSTACK_BACKEND", "auto", metavar="NAME"),
+    Option("orbctl", "path of the orbctl executable to run", "ORBSTACK_ORBCTL", metavar="PATH"),
+    Option("image", f"default image for machines (default {DEFAULT_IMAGE})", "ORBSTACK_IMAGE",
+           DEFAULT_IMAGE, metavar="IMAGE"),
+    Option("keep", "keep machines after their tests: never, on-failure (and print how to log "
+           "in), always", "ORBSTACK_KEEP", "never", metavar="POLICY"),
+    Option("reuse", "keep session machines and templates between runs; adopt them only when "
+           "their recorded spec hash matches", "ORBSTACK_REUSE", flag=True),
+    Option("required", "error (instead of skip) when no backend is available",
+           "ORBSTACK_REQUIRED", flag=True),
+    Option("timeout", "timeout in seconds for each orbctl lifecycle call (default: per command, "
+           "300 for create)", "ORBSTACK_TIMEOUT", metavar="SECONDS"),
+    Option("retries", "retries of transient orbctl failures per operation", "ORBSTACK_RETRIES",
+           "4", metavar="N"),
+    Option("max-creates", "cap on concurrent machine creates/clones across all xdist workers "
+           "(0 = no cap)", "ORBSTACK_MAX_CREATES", "0", metavar="N"),
+    Option("report", "write a JSON report of machines and timings to PATH", None, metavar="PATH"),
+    Option("pool-size", "machines prepared ahead of demand per spec (0 = off)",
+           "ORBSTACK_POOL_SIZE", "0", metavar="N"),
+)  # fmt: skip
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("orbstack", "OrbStack machines (pytest-orbstack)")
+    for opt in OPTIONS:
+        env = f" [env {opt.env}]" if opt.env else ""
+        ini = f" [ini {opt.dest}]"
+        if opt.flag:
+            group.addoption(
+                opt.cli, action="store_true", default=None, dest=opt.dest, help=opt.help + ini + env
+            )
+            parser.addini(opt.dest, opt.help, type="string", default="")
+        else:
+            group.addoption(
+                opt.cli,
+                action="store",
+                default=None,
+                dest=opt.dest,
+                metavar=opt.metavar,
+                help=opt.help + ini + env,
+            )
+            parser.addini(opt.dest, opt.help, type="string", default="")
+
+
+def raw_value(config: pytest.Config, opt: Option) -> tuple[str | None, str]:
+    """``(value, origin)`` by precedence: command line > ini > environment > default."""
+    cli = config.getoption(opt.dest, default=None)
+    if cli is not None:
+        return (("1" if cli else "0") if opt.flag else str(cli)), "command line"
+    ini = config.getini(opt.dest)
+    if isinstance(ini, str) and ini.strip():
+        return ini.strip(), f"ini {opt.dest}"
+    if opt.env and os.environ.get(opt.env, "").strip():
+        return os.environ[opt.env].strip(), f"env {opt.env}"
+    return opt.default, "default"
+
+
+def settings_from_config(config: pytest.Config) -> Settings:
+    """Resolve and validate every option; raise :class:`pytest.UsageError` on bad values."""
+    by_name = {opt.name: opt for opt in OPTIONS}
+
+    def get(name: str, parse: Callable[[str], Any] = str) -> Any:
+        opt = by_name[name]
+        value, origin = raw_value(config, opt)
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except (ValueError, ConfigError) as exc:
+            raise pytest.UsageError(f"{opt.cli}={value!r} (from {origin}): {exc}") from None
+
+    backend = get("backend", _choice(BACKENDS))
+    image = get("image", lambda v: validate_image(v, "default image"))
+    keep = get("keep", _choice(KEEP_POLICIES))
+    timeout = get("timeout", _positive_float)
+    retries = get("retries", _non_negative_int)
+    max_creates = get("max-creates", _non_negative_int)
+    pool_size = get("pool-size", _non_negative_int)
+    report = get("report")
+    explicit = get("orbctl")
+    executable = _executable(backend, explicit)
+    state_dir = default_state_dir()
+    settings = Settings(
+        executable=executable or "",
+        backend=backend,
+        default_image=image,
+        keep=keep,
+        reuse=get("reuse", _bool),
+        timeout=timeout,
+        retries=retries,
+        max_creates=max_creates,
+        pool_size=pool_size,
+        report_path=Path(report).expanduser().resolve() if report else None,
+        state_dir=state_dir,
+        registry_key=_registry_key(backend, executable),
+    )
+    return settings
+
+
+def required(config: pytest.Config) -> bool:
+    value, _ = raw_value(config, next(o for o in OPTIONS if o.name == "required"))
+    return _bool(value or "0")
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be a positive number of seconds")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError("must be a whole number") from None
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def simulator_executable() -> str | None:
+    """The bundled ``orbsim`` console script (next to this Python, or on PATH)."""
+    beside = Path(sys.executable).with_name("orbsim")
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("orbsim")
+
+
+def _executable(backend: str, explicit: str | None) -> str | None:
+    if explicit:
+        return resolve_executable(explicit) or explicit
+    if backend == "sim":
+        return simulator_executable()
+    return resolve_executable()
+
+
+def _registry_key(backend: str, executable: str | None) -> str:
+    """Machines of different backends (or simulator homes) never share a registry."""
+    parts = [backend, executable or ""]
+    if backend == "sim":
+        parts.append(os.environ.get("ORBSIM_HOME", ""))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def probe(settings: Settings) -> str | None:
+    """Why machines cannot be had here (one line with the fix), or ``None`` when they can."""
+    if settings.backend == "sim" and not settings.executable:
+        return "the orbsim simulator is not installed (pip install pytest-orbstack)"
+    if not settings.executable:
+        hint = (
+            "; on Linux use the bundled simulator with --orbstack-backend=sim"
+            if sys.platform != "darwin"
+            else " (install OrbStack: https://orbstack.dev, or brew install orbstack)"
+        )
+        return f"orbctl not found on PATH; set --orbstack-orbctl or ORBSTACK_ORBCTL{hint}"
+    if not os.path.isfile(settings.executable):
+        return f"orbctl executable {settings.executable!r} does not exist"
+    client = Orbctl(settings.executable)
+    try:
+        status, detail = client.status_reason()
+    except (OrbctlError, OrbctlTimeoutError) as exc:
+        return f"cannot ask {settings.executable} for its status: {exc}"
+    if status in ("Running", "Starting"):
+        return None
+    if settings.backend == "sim":
+        return f"the orbsim simulator is unusable here: {detail or status}"
+    return f"OrbStack is not running ({status}); start it with `orb start` or open OrbStack.app"
+
+
+__all__ = ["BACKENDS", "OPTIONS", "add_options", "probe", "required", "settings_from_config"]
