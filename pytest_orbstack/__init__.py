@@ -15,11 +15,14 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Machine": "pytest_orbstack.machine",
     "RunResult": "pytest_orbstack.machine",
+    "CommandError": "pytest_orbstack.machine",
+    "CopyError": "pytest_orbstack.machine",
     "MachineSpec": "pytest_orbstack.spec",
     "DeployResult": "pytest_orbstack.deploy",
     "OperationResult": "pytest_orbstack.deploy",
     "DeployError": "pytest_orbstack.deploy",
     "IdempotenceError": "pytest_orbstack.deploy",
+    "ProvisionError": "pytest_orbstack.lifecycle",
     "Orbctl": "pytest_orbstack.orbctl",
     "OrbstackError": "pytest_orbstack.errors",
     "ConfigError": "pytest_orbstack.errors",
@@ -34,20 +37,31 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "CommandError",
     "ConfigError",
+    "CopyError",
+    "DeployError",
+    "DeployResult",
+    "IdempotenceError",
+    "Machine",
     "MachineExistsError",
     "MachineNotFoundError",
+    "MachineSpec",
+    "OperationResult",
     "OrbStackUnavailableError",
     "Orbctl",
     "OrbctlError",
     "OrbctlTimeoutError",
     "OrbstackError",
     "PermanentError",
+    "ProvisionError",
+    "RunResult",
     "StateError",
     "TransientError",
 ]
 
 if TYPE_CHECKING:
+    from pytest_orbstack.deploy import DeployError, DeployResult, IdempotenceError, OperationResult
     from pytest_orbstack.errors import (
         ConfigError,
         MachineExistsError,
@@ -60,7 +74,10 @@ if TYPE_CHECKING:
         StateError,
         TransientError,
     )
+    from pytest_orbstack.lifecycle import ProvisionError
+    from pytest_orbstack.machine import CommandError, CopyError, Machine, RunResult
     from pytest_orbstack.orbctl import Orbctl
+    from pytest_orbstack.spec import MachineSpec
 
 
 def __getattr__(name: str) -> Any:

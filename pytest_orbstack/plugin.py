@@ -8,6 +8,7 @@ options in :mod:`pytest_orbstack.options`, specs in :mod:`pytest_orbstack.spec`,
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -84,6 +85,8 @@ class OrbState:
         from pytest_orbstack.lifecycle import spawn_watchdog
 
         assert self._manager is not None
+        if os.environ.get("ORBSTACK_WATCHDOG", "1") == "0":
+            return  # the start-up reaper of the next run still cleans up
         manager = self._manager
 
         def start() -> dict[str, Any]:

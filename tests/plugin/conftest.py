@@ -1,0 +1,62 @@
+"""Fixtures for pytester sessions of the plugin against the simulator.
+
+Each test gets its own simulator home and registry directory (the base image cache is shared),
+so creates and deletes can be counted exactly from the simulator's operation log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pytest_orbstack.orbctl import Orbctl
+from tests.conftest import SimHome
+
+
+@dataclass
+class OrbEnv:
+    sim: SimHome
+    state_dir: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "ORBSIM_HOME": str(self.sim.home),
+            "ORBSTACK_STATE_DIR": str(self.state_dir),
+            "ORBSTACK_BACKEND": "sim",
+        }
+
+    def client(self) -> Orbctl:
+        return self.sim.client()
+
+    def names(self) -> list[str]:
+        return self.sim.machine_names()
+
+    def count(self, cmd: str) -> int:
+        return self.sim.count(cmd)
+
+    def wait_until_empty(self, timeout: float = 60) -> list[str]:
+        deadline = time.monotonic() + timeout
+        names = self.names()
+        while names and time.monotonic() < deadline:
+            time.sleep(0.5)
+            names = self.names()
+        return names
+
+
+@pytest.fixture
+def orb_env(sim_home: SimHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[OrbEnv]:
+    home = tmp_path / "simhome"
+    home.mkdir()
+    env = OrbEnv(SimHome(home=home, executable=sim_home.executable), tmp_path / "state")
+    for key, value in env.env.items():
+        monkeypatch.setenv(key, value)
+    yield env
+    client = env.client()
+    names = [r.name for r in client.list()]
+    if names:
+        client.delete(*names)

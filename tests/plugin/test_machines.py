@@ -1,0 +1,329 @@
+"""Real pytest sessions of the plugin (pytester, in subprocesses) against the simulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.plugin.conftest import OrbEnv
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *args, timeout=600)
+
+
+def test_function_isolation_gives_each_test_a_fresh_machine(
+    pytester: pytest.Pytester, orb_env: OrbEnv
+) -> None:
+    pytester.makepyfile(
+        test_fn="""
+        import pytest
+
+        @pytest.mark.orbstack(isolation="function")
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_fresh(orb_vm, n):
+            # nothing from the other test is here
+            assert not orb_vm.run(["test", "-e", "/tmp/marker"]).ok
+            orb_vm.run(["touch", "/tmp/marker"], check=True)
+            assert orb_vm.run("hostname").stdout.strip() == orb_vm.name
+            assert orb_vm.hostname == orb_vm.name + ".orb.local"
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+    assert orb_env.count("create") == 2
+    assert orb_env.count("delete") >= 1
+    assert orb_env.names() == []
+
+
+def test_machine_api_run_push_pull(pytester: pytest.Pytester, orb_env: OrbEnv) -> None:
+    pytester.makepyfile(
+        test_api=r"""
+        import pytest
+        from pytest_orbstack import CommandError
+
+        def test_api(orb_vm, tmp_path):
+            r = orb_vm.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+            assert (r.returncode, r.stdout, r.stderr, r.ok) == (3, "out\n", "err\n", False)
+            with pytest.raises(CommandError):
+                r.check_returncode()
+            # metacharacters reach the machine as single arguments
+            weird = "a b; $(id) `x` 'q' \"d\" *"
+            assert orb_vm.run(["printf", "%s", weird]).stdout == weird
+            assert orb_vm.run("echo $((1+2))").stdout == "3\n"
+            assert orb_vm.run(["cat"], input="data in").stdout == "data in"
+            assert orb_vm.run(["pwd"], cwd="/tmp").stdout == "/tmp\n"
+            assert orb_vm.run(["pwd"], cwd="/no/such/dir").stdout == "/\n"
+            assert orb_vm.run(["id", "-u"], user="root").stdout == "0\n"
+            greet = orb_vm.run(["sh", "-c", "echo $GREETING"], env={"GREETING": "hi"})
+            assert greet.stdout == "hi\n"
+            src = tmp_path / "f.txt"
+            src.write_text("pushed")
+            src.chmod(0o644)
+            orb_vm.push(src, "f.txt")
+            assert orb_vm.run(["cat", "f.txt"]).stdout == "pushed"
+            orb_vm.run("echo pulled > g.txt", check=True)
+            orb_vm.pull("g.txt", tmp_path / "g.txt")
+            assert (tmp_path / "g.txt").read_text() == "pulled\n"
+            assert orb_vm.ip
+            assert orb_vm.info().state == "running"
+        """
+    )
+    run(pytester).assert_outcomes(passed=1)
+    assert orb_env.names() == []
+
+
+@pytest.mark.parametrize("workers", ["2", "4"])
+def test_session_machine_shared_by_all_xdist_workers(
+    pytester: pytest.Pytester, orb_env: OrbEnv, workers: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "names"
+    out.mkdir()
+    pytester.makepyfile(
+        test_shared=f"""
+        import os, pytest
+        @pytest.mark.parametrize("n", range(8))
+        def test_shared(orb_vm, n):
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+            with open(os.path.join({str(out)!r}, f"{{worker}}-{{n}}"), "w") as fh:
+                fh.write(orb_vm.name)
+            assert orb_vm.run(["true"]).ok
+        """
+    )
+    result = run(pytester, "-n", workers)
+    result.assert_outcomes(passed=8)
+    names = {p.read_text() for p in out.iterdir()}
+    workers_seen = {p.name.split("-")[0] for p in out.iterdir()}
+    assert len(names) == 1, names
+    assert len(workers_seen) >= 2  # really shared across processes
+    assert orb_env.count("create") == 1
+    deletes = [op for op in orb_env.sim.ops() if op.get("cmd") == "delete" and op.get("rc") == 0]
+    assert len(deletes) == 1
+    assert orb_env.names() == []
+
+
+def test_module_isolation_one_machine_per_module(
+    pytester: pytest.Pytester, orb_env: OrbEnv
+) -> None:
+    body = """
+        import pytest
+        pytestmark = pytest.mark.orbstack(isolation="module")
+        NAMES = []
+        def test_a(orb_vm):
+            NAMES.append(orb_vm.name)
+        def test_b(orb_vm):
+            NAMES.append(orb_vm.name)
+            assert NAMES[0] == NAMES[1]
+        """
+    pytester.makepyfile(test_m1=body, test_m2=body)
+    run(pytester).assert_outcomes(passed=4)
+    assert orb_env.count("create") == 2
+    assert orb_env.names() == []
+
+
+def test_factory_machines_are_cleaned_up(pytester: pytest.Pytester, orb_env: OrbEnv) -> None:
+    pytester.makepyfile(
+        test_factory="""
+        import pytest
+        from pytest_orbstack import ConfigError
+
+        def test_two(orb_vm_factory):
+            a = orb_vm_factory(image="debian:12")
+            b = orb_vm_factory(image="ubuntu:noble", user="builder")
+            assert a.name != b.name
+            assert b.run(["whoami"]).stdout.strip() == "builder"
+            with pytest.raises(ConfigError, match="isolation must be one of"):
+                orb_vm_factory(isolation="bogus")
+        """
+    )
+    run(pytester).assert_outcomes(passed=1)
+    assert orb_env.count("create") == 2
+    assert orb_env.names() == []
+
+
+def test_keep_on_failure_keeps_failing_tests_machines(
+    pytester: pytest.Pytester, orb_env: OrbEnv
+) -> None:
+    pytester.makepyfile(
+        test_keep="""
+        import pytest
+        pytestmark = pytest.mark.orbstack(isolation="function")
+        def test_ok(orb_vm):
+            pass
+        def test_bad(orb_vm):
+            orb_vm.run(["echo", "last-command-marker"])
+            assert False, "boom"
+        """
+    )
+    result = run(pytester, "--orbstack-keep=on-failure")
+    result.assert_outcomes(passed=1, failed=1)
+    [kept] = orb_env.names()
+    stdout = result.stdout.str()
+    assert f"orb -m {kept}" in stdout
+    assert f"ssh {kept}@orb" in stdout
+    assert "last-command-marker" in stdout  # the failure section lists the last commands
+    # a later run neither reaps nor touches the kept machine
+    pytester.makepyfile(test_keep="def test_nothing():\n    pass\n")
+    run(pytester).assert_outcomes(passed=1)
+    assert orb_env.names() == [kept]
+
+
+def test_summary_and_json_report(pytester: pytest.Pytester, orb_env: OrbEnv) -> None:
+    report = pytester.path / "orb-report.json"
+    pytester.makepyfile(
+        test_rep="""
+        import pytest
+        @pytest.mark.orbstack(isolation="function")
+        def test_a(orb_vm):
+            pass
+        def test_b(orb_vm):
+            pass
+        """
+    )
+    result = run(pytester, f"--orbstack-report={report}")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*orbstack machines*",
+            "machine*image*isolation*tests*create*delete*outcome*",
+            "*debian:bookworm*function*1*deleted*",
+            "*debian:bookworm*session*1*deleted*",
+            "2 machine(s): 2 created, 0 reused, 2 deleted*",
+        ]
+    )
+    data = json.loads(report.read_text())
+    by_iso = {m["isolation"]: m for m in data["machines"]}
+    assert set(by_iso) == {"function", "session"}
+    assert all(m["outcome"] == "deleted" for m in data["machines"])
+    assert all(m["phases"]["create"] > 0 for m in data["machines"])
+    assert {t["nodeid"].split("::")[-1] for t in data["tests"]} == {"test_a", "test_b"}
+    assert data["orbctl_calls"]["create"] == 2
+
+
+def test_reuse_adopts_matching_and_replaces_stale(
+    pytester: pytest.Pytester, orb_env: OrbEnv
+) -> None:
+    cloud = pytester.path / "user-data.yaml"
+    cloud.write_text("#cloud-config\n")
+    pytester.makepyfile(
+        test_reuse="""
+        import pytest
+        @pytest.mark.orbstack(user_data="user-data.yaml")
+        def test_a(orb_vm):
+            orb_vm.run(["true"], check=True)
+        """
+    )
+    run(pytester, "--orbstack-reuse").assert_outcomes(passed=1)
+    [first] = orb_env.names()
+    assert orb_env.count("create") == 1
+    run(pytester, "--orbstack-reuse").assert_outcomes(passed=1)
+    assert orb_env.names() == [first]
+    assert orb_env.count("create") == 1  # adopted, not created again
+    cloud.write_text("#cloud-config\n# changed\n")
+    result = run(pytester, "--orbstack-reuse")
+    result.assert_outcomes(passed=1)
+    assert orb_env.count("create") == 2  # stale one replaced
+    assert len(orb_env.names()) == 1
+
+
+def _spawn_pytest(pytester: pytest.Pytester, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=pytester.path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_for(predicate, timeout: float = 120) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+SLOW_TEST = """
+import pytest, time
+@pytest.mark.orbstack(isolation="function")
+def test_slow(orb_vm):
+    open("started", "w").close()
+    time.sleep(120)
+"""
+
+
+def test_sigkill_of_pytest_is_cleaned_by_the_watchdog(
+    pytester: pytest.Pytester, orb_env: OrbEnv
+) -> None:
+    pytester.makepyfile(test_slow=SLOW_TEST)
+    foreign = orb_env.sim.unique_name("orbpt-look-alike")
+    orb_env.client().create("debian", foreign)
+    proc = _spawn_pytest(pytester)
+    assert _wait_for(lambda: (pytester.path / "started").exists())
+    assert len(orb_env.names()) == 2
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    left = _wait_for(lambda: orb_env.names() == [foreign], timeout=60)
+    assert left, f"machines left after SIGKILL: {orb_env.names()}"
+
+
+def test_reaper_of_next_run_deletes_dead_runs_machines_only(
+    pytester: pytest.Pytester, orb_env: OrbEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORBSTACK_WATCHDOG", "0")  # prove the start-up reaper on its own
+    pytester.makepyfile(test_slow=SLOW_TEST)
+    foreign = orb_env.sim.unique_name("orbpt-foreign")
+    orb_env.client().create("debian", foreign)
+    dead = _spawn_pytest(pytester)
+    assert _wait_for(lambda: (pytester.path / "started").exists())
+    os.killpg(dead.pid, signal.SIGKILL)
+    dead.wait()
+    [victim] = [n for n in orb_env.names() if n != foreign]
+    # a concurrent, live run holds a machine too
+    (pytester.path / "started").unlink()
+    live = _spawn_pytest(pytester)
+    assert _wait_for(lambda: (pytester.path / "started").exists())
+    [live_machine] = [n for n in orb_env.names() if n not in (foreign, victim)]
+    try:
+        pytester.makepyfile(test_other="def test_nothing():\n    pass\n")
+        result = run(pytester, "test_other.py")
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines([f"*deleted 1 machine(s) left by dead runs: {victim}*"])
+        assert sorted(orb_env.names()) == sorted([foreign, live_machine])
+    finally:
+        os.killpg(live.pid, signal.SIGINT)
+        live.wait(timeout=120)
+    assert orb_env.names() == [foreign]  # Ctrl-C of the live run cleaned its own machine
+
+
+def test_ctrl_c_during_create_leaves_nothing(
+    pytester: pytest.Pytester, orb_env: OrbEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORBSIM_LATENCY", "create=4")
+    pytester.makepyfile(
+        test_int="""
+        import pytest
+        @pytest.mark.orbstack(isolation="function")
+        def test_x(orb_vm):
+            pass
+        """
+    )
+    proc = _spawn_pytest(pytester)
+    assert _wait_for(
+        lambda: any(op.get("cmd") == "create" for op in orb_env.sim.ops()) or bool(orb_env.names()),
+        timeout=60,
+    )
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert _wait_for(lambda: orb_env.names() == [], timeout=60), (orb_env.names(), out[-3000:])
