@@ -1,0 +1,189 @@
+"""Latency and fault injection, configured from the environment (all off by default).
+
+``ORBSIM_LATENCY="create=2.5,clone=0.4,start=0.8,stop=0.3,delete=0.5,run=0.05"``
+    seconds of real delay added per command (``*=x`` for every command); multiplied by
+    ``ORBSIM_LATENCY_SCALE`` (default 1).
+``ORBSIM_FAIL="create=0.3,start=0.1"``
+    probability of a transient failure per command.  ``*=p`` applies to every command except
+    ``run``/``push``/``pull`` (commands executed inside machines only fail when named).
+``ORBSIM_FAIL_KINDS="network,ip"`` or ``"create=network|ip,start=busy"``
+    which failures to draw from: ``network`` (image index lookup timeout), ``ip`` (machine
+    didn't start in 30s (missing IP address)), ``busy`` (operations are in progress: clone),
+    ``manager`` (machine manager is stopping).  Default: create → network|ip,
+    start/restart → ip|busy, everything else → busy.
+``ORBSIM_HANG="create=0.05"``
+    probability that the invocation hangs forever (until killed).
+``ORBSIM_DETACH="create=0.1"``
+    create/clone only: the client hangs (``ORBSIM_DETACH_MODE=hang``, default) or exits 124
+    (``exit124``) while a detached process finishes the operation after the latency.
+``ORBSIM_PERMANENT="create=image"``
+    the first invocation of the command fails permanently (``image``: image not found;
+    ``notfound``: machine not found).
+``ORBSIM_SEED`` (default ``0``): the decision for the n-th faulted invocation of a command is
+    drawn from ``random.Random(f"{seed}:{cmd}:{n}")``; n is a per-command counter kept in
+    ``$ORBSIM_HOME/faults.json`` (incremented under ``faults.lock``) and only advanced for
+    commands that have a fault probability configured.
+``ORBSIM_FAULTS_OFF=1`` disables all of the above, latency included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from .ctx import Decision
+
+__all__ = ["Decision", "decide", "fail_message", "latency", "sleep_latency"]
+
+INSIDE = ("run", "push", "pull")
+DETACHABLE = ("create", "clone")
+KINDS = ("network", "ip", "busy", "manager")
+NETWORK_MSG = (
+    "make rootfs: fetch index: get index: "
+    'Get "https://cdn-images.orbstack.dev/streams/v1/images.json": '
+    "dial tcp: lookup cdn-images.orbstack.dev: i/o timeout"
+)
+IP_MSG = "setup: machine didn't start in 30s (missing IP address)"
+
+
+def _off() -> bool:
+    return os.environ.get("ORBSIM_FAULTS_OFF", "") not in ("", "0", "false", "no")
+
+
+def parse_map(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in text.replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, val = part.partition("=")
+        if sep:
+            out[key.strip()] = val.strip()
+        else:
+            out.setdefault("", "")
+            out[""] = (out[""] + "|" + key).strip("|")
+    return out
+
+
+def _prob(var: str, cmd: str) -> float:
+    m = parse_map(os.environ.get(var, ""))
+    val = m.get(cmd)
+    if val is None and cmd not in INSIDE:
+        val = m.get("*")
+    try:
+        return max(0.0, min(1.0, float(val))) if val else 0.0
+    except ValueError:
+        return 0.0
+
+
+def latency(cmd: str) -> float:
+    if _off():
+        return 0.0
+    m = parse_map(os.environ.get("ORBSIM_LATENCY", ""))
+    val = m.get(cmd, m.get("*"))
+    try:
+        secs = float(val) if val else 0.0
+        scale = float(os.environ.get("ORBSIM_LATENCY_SCALE", "1") or 1)
+    except ValueError:
+        return 0.0
+    return max(0.0, secs * scale)
+
+
+def sleep_latency(cmd: str) -> None:
+    secs = latency(cmd)
+    if secs > 0:
+        import time
+
+        time.sleep(secs)
+
+
+def default_kinds(cmd: str) -> list[str]:
+    if cmd == "create":
+        return ["network", "ip"]
+    if cmd in ("start", "restart"):
+        return ["ip", "busy"]
+    return ["busy"]
+
+
+def kinds_for(cmd: str) -> list[str]:
+    m = parse_map(os.environ.get("ORBSIM_FAIL_KINDS", ""))
+    raw = m.get(cmd) or m.get("") or m.get("*")
+    if not raw:
+        return default_kinds(cmd)
+    kinds = [k.strip() for k in raw.replace("|", ",").split(",") if k.strip() in KINDS]
+    return kinds or default_kinds(cmd)
+
+
+def _bump(home: Path, key: str, only_if_zero: bool = False) -> int:
+    from filelock import FileLock
+
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "faults.json"
+    with FileLock(str(home / "faults.lock"), timeout=120):
+        try:
+            counters: dict[str, int] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            counters = {}
+        n = counters.get(key, 0)
+        if only_if_zero and n:
+            return n
+        counters[key] = n + 1
+        tmp = home / f".faults.json.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(counters, sort_keys=True))
+        os.replace(tmp, path)
+    return n
+
+
+def decide(home: Path, cmd: str) -> Decision:
+    if _off():
+        return Decision()
+    perm = parse_map(os.environ.get("ORBSIM_PERMANENT", "")).get(cmd)
+    if perm and _bump(home, f"permanent:{cmd}", only_if_zero=True) == 0:
+        return Decision("permanent", perm)
+    p_hang = _prob("ORBSIM_HANG", cmd)
+    p_detach = _prob("ORBSIM_DETACH", cmd) if cmd in DETACHABLE else 0.0
+    p_fail = _prob("ORBSIM_FAIL", cmd)
+    if p_hang <= 0 and p_detach <= 0 and p_fail <= 0:
+        return Decision()
+    n = _bump(home, cmd)
+    seed = os.environ.get("ORBSIM_SEED", "0")
+    rng = random.Random(f"{seed}:{cmd}:{n}")
+    r_hang, r_detach, r_fail = rng.random(), rng.random(), rng.random()
+    if r_hang < p_hang:
+        return Decision("hang", None, n)
+    if r_detach < p_detach:
+        return Decision("detach", None, n)
+    if r_fail < p_fail:
+        return Decision("fail", rng.choice(kinds_for(cmd)), n)
+    return Decision(None, None, n)
+
+
+def fail_message(cmd: str, kind: str, name: str | None) -> str:
+    """The server error text (without the ``[-32098] `` prefix) for an injected failure."""
+    prefix = f"create '{name}': " if cmd == "create" else ""
+    if kind == "network":
+        return prefix + NETWORK_MSG
+    if kind == "ip":
+        if cmd == "create":
+            return prefix + IP_MSG
+        return f"{cmd} '{name}': {IP_MSG}" if name else IP_MSG
+    if kind == "manager":
+        return prefix + "machine manager is stopping"
+    return prefix + f"cannot {cmd}: operations are in progress: clone"
+
+
+def detach_mode() -> str:
+    mode = os.environ.get("ORBSIM_DETACH_MODE", "hang").strip().lower()
+    return "exit124" if mode in ("exit124", "124", "exit") else "hang"
+
+
+def hang_forever() -> None:
+    import signal
+    import time
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    while True:
+        time.sleep(3600)

@@ -1,0 +1,1057 @@
+"""Machine lifecycle: holders, create/start/stop/delete/rename/clone/export/import.
+
+A machine is ``$ORBSIM_HOME/machines/<id>/`` with ``upper/`` and ``work/`` (its overlay layers
+over a read-only lower root filesystem), ``merged/`` (mount point, only used inside the holder's
+private mount namespace) and ``console.log``.  A *running* machine is a holder process (see
+``holder.py``) that is PID 1 of the machine's PID namespace; everything run in the machine
+enters its namespaces with ``nsenter``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import faults, rootfs
+from . import state as S
+from .ctx import Ctx
+from .distros import valid_name
+from .errors import HostUnsupported, SimError
+
+HOLDER = str(Path(__file__).with_name("holder.py"))
+HOLDER_READY_TIMEOUT = 20.0
+WAIT_TIMEOUT = 120.0
+ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+USER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
+
+
+# ---------------------------------------------------------------- host checks
+
+
+def host_problem() -> str | None:
+    """Why machines cannot run here, or None."""
+    if not sys.platform.startswith("linux"):
+        return f"orbsim needs Linux (this is {sys.platform})"
+    if os.geteuid() != 0:
+        return "orbsim needs root (user namespaces are not implemented)"
+    for tool in ("unshare", "nsenter", "tar"):
+        if not shutil.which(tool):
+            return f"{tool} is not installed"
+    if not rootfs.base_ready(S.cache_home()) and not any(
+        p.exists()
+        for p in (
+            S.cache_home() / "base" / (rootfs.base_name() + ".tar.zst"),
+            S.cache_home() / "base" / (rootfs.base_name() + ".tar.gz"),
+        )
+    ):
+        if not shutil.which("debootstrap"):
+            return "debootstrap is not installed and no base root filesystem is cached"
+    return None
+
+
+def require_host() -> None:
+    problem = host_problem()
+    if problem:
+        raise HostUnsupported(problem)
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def public_record(rec: S.Record, state: str | None = None) -> dict[str, Any]:
+    """A ContainerRecord in the exact field order of orbctl-reference §3."""
+    img = rec["image"]
+    cfg = rec.get("config") or {}
+    out_cfg: dict[str, Any] = {
+        "isolated": bool(cfg.get("isolated", False)),
+        "default_username": cfg.get("default_username", ""),
+    }
+    for k, v in cfg.items():
+        if k not in out_cfg:
+            out_cfg[k] = v
+    return {
+        "id": rec["id"],
+        "name": rec["name"],
+        "image": {
+            "distro": img["distro"],
+            "version": img["version"],
+            "arch": img["arch"],
+            "variant": img.get("variant", "default"),
+        },
+        "config": out_cfg,
+        "builtin": False,
+        "state": state or rec["state"],
+    }
+
+
+def ip6_for(mid: str) -> str:
+    h = hashlib.sha256(mid.encode()).hexdigest()
+    groups = [int(h[0:4], 16), int(h[4:6] + "ff", 16), int("fe" + h[6:8], 16), int(h[8:12], 16)]
+    return "fd07:b51a:cc66:0:" + ":".join(f"{g:x}" for g in groups)
+
+
+def alloc_ip4(st: S.State, rec: S.Record) -> str:
+    used = {
+        r.get("ip4")
+        for r in st["machines"].values()
+        if r is not rec and r.get("ip4") and r["state"] != "stopped"
+    }
+    h = int(hashlib.sha256(rec["id"].encode()).hexdigest()[:8], 16)
+    for i in range(238):
+        cand = f"192.168.139.{10 + (h + i) % 238}"
+        if cand not in used:
+            return cand
+    return f"192.168.139.{10 + h % 238}"
+
+
+def lower_size(lower: Path) -> int:
+    f = lower.parent / "size"
+    try:
+        return int(f.read_text())
+    except (OSError, ValueError):
+        pass
+    size = rootfs.dir_size(lower) if lower.exists() else 0
+    with contextlib.suppress(OSError):
+        tmp = lower.parent / f".size.{os.getpid()}"
+        tmp.write_text(str(size))
+        os.replace(tmp, f)
+    return size
+
+
+def disk_size(home: Path, rec: S.Record) -> int | None:
+    try:
+        lower = Path(rec["lower"]) if rec.get("lower") else None
+        total = lower_size(lower) if lower else 0
+        return total + rootfs.dir_size(S.machine_dir(home, rec["id"]) / "upper")
+    except OSError:
+        return None
+
+
+def _wait(pred: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if pred():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+
+
+def console_log(home: Path, mid: str) -> Path:
+    return S.machine_dir(home, mid) / "console.log"
+
+
+def _note(home: Path, mid: str, msg: str) -> None:
+    with contextlib.suppress(OSError), open(console_log(home, mid), "a") as f:
+        f.write(f"[orbsim {time.strftime('%H:%M:%S')}] {msg}\n")
+
+
+# ---------------------------------------------------------------- holders
+
+
+def find_strays(home: Path, mid: str) -> list[int]:
+    """Holder processes for this machine's upper dir (recorded or not)."""
+    needle = b"\0--upper\0" + str(S.machine_dir(home, mid) / "upper").encode() + b"\0"
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if b"holder.py" in cmd and needle in cmd + b"\0":
+            pids.append(int(entry))
+    return pids
+
+
+def kill_strays(home: Path, mid: str) -> None:
+    pids = [p for p in find_strays(home, mid) if S.proc_start_time(p) is not None]
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+    _wait(lambda: all(S.proc_start_time(p) is None for p in pids), 10)
+
+
+def start_holder(ctx: Ctx, rec: S.Record) -> dict[str, Any]:
+    home = ctx.home
+    mdir = S.machine_dir(home, rec["id"])
+    lower = Path(rec["lower"])
+    if not (lower / "etc").is_dir():
+        if lower == rootfs.base_paths(ctx.cache)[1]:
+            rootfs.ensure_base(ctx.cache)
+        else:
+            raise SimError(f"start '{rec['name']}': root filesystem missing: {lower}")
+    for sub in ("upper", "work", "merged"):
+        (mdir / sub).mkdir(parents=True, exist_ok=True)
+    kill_strays(home, rec["id"])
+    r, w = os.pipe()
+    log = open(console_log(home, rec["id"]), "ab")  # noqa: SIM115
+    argv = [
+        "unshare",
+        "--mount",
+        "--uts",
+        "--ipc",
+        "--pid",
+        "--fork",
+        "--propagation",
+        "private",
+        "--",
+        sys.executable,
+        "-I",
+        "-S",
+        HOLDER,
+        "--name",
+        rec["name"],
+        "--lower",
+        str(lower),
+        "--upper",
+        str(mdir / "upper"),
+        "--work",
+        str(mdir / "work"),
+        "--merged",
+        str(mdir / "merged"),
+        "--ready-fd",
+        str(w),
+    ]
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            pass_fds=(w,),
+        )
+    finally:
+        os.close(w)
+        log.close()
+    buf = b""
+    deadline = time.monotonic() + HOLDER_READY_TIMEOUT
+    try:
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select([r], [], [], left)
+            if not ready:
+                break
+            chunk = os.read(r, 4096)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        os.close(r)
+    line = buf.decode(errors="replace").strip()
+    if line.startswith("READY "):
+        pid = int(line.split()[1])
+        start = S.proc_start_time(pid)
+        if start is not None:
+            return {
+                "pid": pid,
+                "start": start,
+                "unshare": {"pid": proc.pid, "start": S.proc_start_time(proc.pid)},
+            }
+        line = "holder exited right after starting"
+    # failed: make sure nothing is left behind
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(10)
+    kill_strays(home, rec["id"])
+    detail = line or "no answer from the holder"
+    _note(home, rec["id"], f"start failed: {detail}")
+    raise SimError(f"start: machine did not start: {rec['name']} - stopped", detail)
+
+
+def stop_holder(home: Path, rec: S.Record) -> None:
+    holder = rec.get("holder")
+    if holder and S.alive(holder):
+        S.kill_ident(holder, signal.SIGTERM)
+        if not _wait(lambda: not S.alive(holder), 4.0):
+            S.kill_ident(holder, signal.SIGKILL)
+            _wait(lambda: not S.alive(holder), 10.0)
+    if holder:
+        # the unshare parent also lives in the machine's mount namespace: wait for it too
+        _wait(lambda: not S.alive(holder.get("unshare")), 5.0)
+    kill_strays(home, rec["id"])
+
+
+# ---------------------------------------------------------------- executing in machines
+
+
+def nsenter_argv(pid: int, inner: Sequence[str]) -> list[str]:
+    return ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-p", "-r", "-w", "--", *inner]
+
+
+def guest_root_sh(
+    rec: S.Record, script: str, *args: str, stdin: bytes | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a shell script as root in a running machine, capturing its output."""
+    holder = rec["holder"]
+    env = {"PATH": ROOT_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root", "LANG": "C.UTF-8"}
+    env["DEBIAN_FRONTEND"] = "noninteractive"
+    return subprocess.run(
+        nsenter_argv(holder["pid"], ["/bin/sh", "-c", script, "sh", *args]),
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def passwd_entry(pid: int, user: str) -> tuple[int, int, str, str] | None:
+    """(uid, gid, home, shell) of a user from the machine's /etc/passwd."""
+    try:
+        with open(f"/proc/{pid}/root/etc/passwd") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 7 and (parts[0] == user or (user.isdigit() and parts[2] == user)):
+                    return int(parts[2]), int(parts[3]), parts[5] or "/", parts[6] or "/bin/sh"
+    except OSError:
+        return None
+    return None
+
+
+# ---------------------------------------------------------------- waiting for others
+
+
+def _settle(ctx: Ctx, mid: str) -> None:
+    """Wait until another process's reservation on ``mid`` ends (or the machine is gone)."""
+
+    def settled() -> bool:
+        rec = S.read(ctx.home)["machines"].get(mid)
+        return rec is None or S.effective_state(rec) not in S.TRANSITIONAL
+
+    if not _wait(settled, WAIT_TIMEOUT, 0.05):
+        raise SimError("timed out waiting for another operation on the machine")
+
+
+def _not_found(key: str) -> SimError:
+    return SimError(f"machine not found: '{key}'")
+
+
+def ensure_running_flag(ctx: Ctx) -> None:
+    """Commands other than status/stop/restart "start OrbStack" when it is stopped."""
+    if S.read(ctx.home)["running"]:
+        return
+    with S.transaction(ctx.home) as t:
+        t.st["running"] = True
+        t.st["restore_on_start"] = []
+
+
+# ---------------------------------------------------------------- start / stop
+
+
+def start_one(ctx: Ctx, key: str, *, inject: bool = True) -> None:
+    while True:
+        with S.transaction(ctx.home) as t:
+            rec = S.find(t.st, key)
+            if rec is None:
+                raise _not_found(key)
+            ctx.touch(rec["name"])
+            st = rec["state"]
+            if st == "running":
+                return
+            if st == "creating":
+                raise SimError("cannot transition from creating to starting")
+            if st == "deleting":
+                raise SimError("cannot transition from deleting to starting")
+            busy = rec.get("busy")
+            if busy:
+                raise SimError(f"cannot start: operations are in progress: {busy['op']}")
+            if st == "stopped":
+                rec["state"] = "starting"
+                rec["owner"] = S.me()
+                break
+            mid = rec["id"]
+        _settle(ctx, mid)
+    try:
+        if inject:
+            ctx.inject(rec["name"])
+        else:
+            faults.sleep_latency("start")
+        holder = start_holder(ctx, rec)
+    except BaseException:
+        with S.transaction(ctx.home) as t:
+            r = t.st["machines"].get(rec["id"])
+            if r is not None:
+                r["state"], r["owner"], r["holder"], r["ip4"] = "stopped", None, None, None
+        raise
+    with S.transaction(ctx.home) as t:
+        r = t.st["machines"].get(rec["id"])
+        if r is None:  # deleted under our feet (cannot normally happen)
+            S.kill_ident(holder)
+            raise _not_found(key)
+        r["state"], r["owner"], r["holder"] = "running", None, holder
+        r["ip4"] = alloc_ip4(t.st, r)
+        t.st["running"] = True
+
+
+def stop_one(ctx: Ctx, key: str) -> None:
+    while True:
+        with S.transaction(ctx.home) as t:
+            rec = S.find(t.st, key)
+            if rec is None:
+                raise _not_found(key)
+            ctx.touch(rec["name"])
+            st = rec["state"]
+            if st == "stopped":
+                return
+            if st == "creating":
+                raise SimError("cannot transition from creating to stopping")
+            if st == "deleting":
+                raise SimError("cannot transition from deleting to stopping")
+            if st == "running":
+                rec["state"] = "stopping"
+                rec["owner"] = S.me()
+                break
+            mid = rec["id"]
+        _settle(ctx, mid)
+    try:
+        ctx.inject(rec["name"])
+        stop_holder(ctx.home, rec)
+    except BaseException:
+        with S.transaction(ctx.home) as t:
+            r = t.st["machines"].get(rec["id"])
+            if r is not None:
+                r["owner"] = None
+                r["state"] = "running" if S.alive(r.get("holder")) else "stopped"
+        raise
+    with S.transaction(ctx.home) as t:
+        r = t.st["machines"].get(rec["id"])
+        if r is not None:
+            r["state"], r["owner"], r["holder"], r["ip4"] = "stopped", None, None, None
+
+
+def stop_all(ctx: Ctx) -> None:
+    """``stop`` without names: stop every machine and mark OrbStack stopped."""
+    st = S.read(ctx.home)
+    running = [r for r in S.visible(st) if r["state"] != "stopped"]
+    for r in running:
+        with contextlib.suppress(SimError):
+            stop_one(ctx, r["id"])
+    with S.transaction(ctx.home) as t:
+        t.st["running"] = False
+        t.st["restore_on_start"] = [r["id"] for r in running]
+
+
+def start_orbstack(ctx: Ctx) -> bool:
+    """``start`` without names.  Returns False when OrbStack was already running."""
+    st = S.read(ctx.home)
+    if st["running"]:
+        return False
+    with S.transaction(ctx.home) as t:
+        restore = list(t.st.get("restore_on_start") or [])
+        t.st["running"] = True
+        t.st["restore_on_start"] = []
+    for mid in restore:
+        with contextlib.suppress(SimError):
+            start_one(ctx, mid, inject=False)
+    return True
+
+
+# ---------------------------------------------------------------- create
+
+
+def default_user() -> str:
+    import pwd
+    import re
+
+    env = os.environ.get("ORBSIM_DEFAULT_USER")
+    if env:
+        return env
+    names = [
+        os.environ.get("SUDO_USER", ""),
+        os.environ.get("USER", ""),
+        os.environ.get("LOGNAME", ""),
+    ]
+    with contextlib.suppress(KeyError):
+        names.append(pwd.getpwuid(os.getuid()).pw_name)
+    for n in names:
+        if n and n != "root" and re.match(r"^[a-z_][a-z0-9_-]{0,31}$", n):
+            return n
+    return "orbuser"
+
+
+PROVISION = r"""
+set -e
+U="$1"
+SH=/bin/bash
+[ -x "$SH" ] || SH=/bin/sh
+if [ "$U" != root ] && ! id -u "$U" >/dev/null 2>&1; then
+  useradd --create-home --shell "$SH" --user-group "$U"
+fi
+if [ "$U" != root ] && [ "$2" != password ]; then
+  mkdir -p /etc/sudoers.d
+  printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$U" > /etc/sudoers.d/orbstack
+  chmod 0440 /etc/sudoers.d/orbstack
+fi
+"""
+
+
+def resolve_lower(ctx: Ctx, st: S.State, image: dict[str, str]) -> Path:
+    key = f"{image['distro']}:{image['version']}:{image['arch']}"
+    path = (st.get("images") or {}).get(key)
+    if path and (Path(path) / "etc").is_dir():
+        return Path(path)
+    return rootfs.ensure_base(ctx.cache)
+
+
+def create(
+    ctx: Ctx,
+    name: str,
+    image: dict[str, str],
+    user: str,
+    user_data: Any = None,
+    password: str | None = None,
+) -> int:
+    """Create, start and provision a machine.  Returns the exit code for the client."""
+    ctx.touch(name)
+    pre = f"create '{name}': "
+    if not valid_name(name):
+        raise SimError(f"{pre}invalid machine name '{name}'")
+    require_host()
+    d = ctx.decision
+    with S.transaction(ctx.home) as t:
+        if S.find(t.st, name) is not None:
+            raise SimError(f"{pre}machine already exists: '{name}'")
+        if d.kind == "permanent" and d.detail != "notfound":
+            spec = f"{{{image['distro']} {image['version']} {image['arch']} {image['variant']}}}"
+            raise SimError(f"{pre}make rootfs: image not found: {spec}")
+        mid = S.new_id()
+        rec: S.Record = {
+            "id": mid,
+            "name": name,
+            "image": dict(image),
+            "config": {"isolated": False, "default_username": user},
+            "builtin": False,
+            "state": "creating",
+            "owner": S.me(),
+            "busy": None,
+            "holder": None,
+            "ip4": None,
+            "ip6": ip6_for(mid),
+            "lower": None,
+            "created": time.time(),
+        }
+        t.st["machines"][mid] = rec
+    S.machine_dir(ctx.home, mid).mkdir(parents=True, exist_ok=True)
+    _note(ctx.home, mid, f"create {name} ({image['distro']}:{image['version']}) requested")
+    if d.kind == "hang":
+        from . import oplog
+
+        oplog.append(ctx.home, _op_entry(ctx, None))
+        faults.hang_forever()
+    if d.kind == "detach":
+        return _detach(ctx, mid, lambda: _create_work(ctx, mid, user, user_data, password))
+    _create_work(ctx, mid, user, user_data, password)
+    return 0
+
+
+def _op_entry(ctx: Ctx, rc: int | None) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "cmd": ctx.cmd,
+        "args": list(ctx.argv),
+        "machines": list(ctx.machines),
+        "rc": rc,
+        "fault": ctx.decision.label,
+    }
+
+
+def _detach(ctx: Ctx, mid: str, work: Callable[[], None]) -> int:
+    """The client "is killed" but the server goes on: a forked, detached process finishes."""
+    from . import oplog
+
+    entry = _op_entry(ctx, None if faults.detach_mode() == "hang" else 124)
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the detached "server side"
+        os.close(r)
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        logfd = os.open(console_log(ctx.home, mid), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(devnull, 0)
+        os.dup2(logfd, 1)
+        os.dup2(logfd, 2)
+        code = 0
+        try:
+            with S.transaction(ctx.home) as t:
+                rec = t.st["machines"].get(mid)
+                if rec is not None:
+                    rec["owner"] = S.me()
+            os.write(w, b"1")
+            os.close(w)
+            work()
+            entry["completed"] = True
+        except BaseException as exc:
+            entry["completed"] = False
+            sys.stderr.write(f"[orbsim] detached operation failed: {exc}\n")
+            code = 1
+        finally:
+            with contextlib.suppress(Exception):
+                oplog.append(ctx.home, entry)
+            os._exit(code)
+    os.close(w)
+    with contextlib.suppress(OSError):
+        os.read(r, 1)
+    os.close(r)
+    ctx.logged = True
+    if faults.detach_mode() == "exit124":
+        return 124
+    faults.hang_forever()
+    return 124  # pragma: no cover
+
+
+def _create_work(ctx: Ctx, mid: str, user: str, user_data: Any, password: str | None) -> None:
+    rec: S.Record | None = None
+    try:
+        with S.transaction(ctx.home) as t:
+            rec = t.st["machines"][mid]
+            name = rec["name"]
+        ctx.inject(name)
+        lower = resolve_lower(ctx, S.read(ctx.home), rec["image"])
+        with S.transaction(ctx.home) as t:
+            rec = t.st["machines"][mid]
+            rec["lower"] = str(lower)
+        holder = start_holder(ctx, rec)
+        with S.transaction(ctx.home) as t:
+            rec = t.st["machines"][mid]
+            rec["holder"] = holder
+        _note(ctx.home, mid, "provisioning")
+        res = guest_root_sh(rec, PROVISION, user, "password" if password else "")
+        if res.returncode != 0:
+            raise SimError(
+                f"create '{rec['name']}': setup: do initial setup: "
+                + (res.stderr.decode(errors="replace").strip() or f"exit {res.returncode}")
+            )
+        if password:
+            lines = f"root:{password}\n" + (f"{user}:{password}\n" if user != "root" else "")
+            guest_root_sh(rec, "chpasswd", stdin=lines.encode())
+        if user_data is not None:
+            from .cloudinit import apply_user_data
+
+            apply_user_data(ctx, rec, user, user_data)
+        with S.transaction(ctx.home) as t:
+            r = t.st["machines"][mid]
+            r["state"], r["owner"] = "running", None
+            r["ip4"] = alloc_ip4(t.st, r)
+            t.st["running"] = True
+            if t.st.get("default") not in t.st["machines"]:
+                t.st["default"] = mid
+        _note(ctx.home, mid, "created")
+    except BaseException:
+        _abort(ctx, mid)
+        raise
+
+
+def _abort(ctx: Ctx, mid: str) -> None:
+    """A failed create/clone/import: the server deletes the half-made machine."""
+    with S.transaction(ctx.home) as t:
+        rec = t.st["machines"].get(mid)
+        if rec is not None:
+            stop_holder(ctx.home, rec)
+            t.discard_machine(rec)
+    kill_strays(ctx.home, mid)
+
+
+# ---------------------------------------------------------------- delete
+
+
+def delete(ctx: Ctx, keys: list[str], all_: bool) -> None:
+    st = S.read(ctx.home)
+    if all_:
+        targets = [r["id"] for r in st["machines"].values()]
+    else:
+        targets = []
+        for key in keys:
+            rec = S.find(st, key, include_dead=True)
+            if rec is None:
+                raise _not_found(key)
+            if S.effective_state(rec) == "creating":
+                raise SimError("cannot transition from creating to deleting")
+            if rec["id"] not in targets:
+                targets.append(rec["id"])
+    for mid in targets:
+        name = st["machines"].get(mid, {}).get("name", mid)
+        ctx.touch(name)
+        _delete_one(ctx, mid, all_)
+
+
+def _delete_one(ctx: Ctx, mid: str, all_: bool) -> None:
+    while True:
+        with S.transaction(ctx.home) as t:
+            rec = t.st["machines"].get(mid)
+            if rec is None:
+                return  # gone already (a failed create that was cleaned up counts as deleted)
+            st = rec["state"]
+            if st == "creating":
+                if all_:
+                    return
+                raise SimError("cannot transition from creating to deleting")
+            busy = rec.get("busy")
+            if busy:
+                raise SimError(f"cannot delete: operations are in progress: {busy['op']}")
+            if st in ("running", "stopped"):
+                rec["state"] = "deleting"
+                rec["owner"] = S.me()
+                break
+        _settle(ctx, mid)
+    try:
+        ctx.inject(rec["name"])
+    except BaseException:
+        with S.transaction(ctx.home) as t:
+            r = t.st["machines"].get(mid)
+            if r is not None:
+                r["owner"] = None
+                r["state"] = "running" if S.alive(r.get("holder")) else "stopped"
+        raise
+    stop_holder(ctx.home, rec)
+    with S.transaction(ctx.home) as t:
+        r = t.st["machines"].get(mid)
+        if r is not None:
+            t.discard_machine(r)
+
+
+# ---------------------------------------------------------------- rename / clone
+
+
+def rename(ctx: Ctx, old: str, new: str) -> None:
+    with S.transaction(ctx.home) as t:
+        rec = S.find(t.st, old)
+        if rec is None:
+            raise _not_found(old)
+        ctx.touch(rec["name"])
+        ctx.touch(new)
+        if new == rec["name"]:
+            return
+        if not valid_name(new):
+            raise SimError(f"invalid machine name '{new}'")
+        if S.find(t.st, new) is not None:
+            raise SimError(f"machine '\"{new}\"' already exists")
+        if rec["state"] in ("creating", "deleting"):
+            raise SimError(f"cannot transition from {rec['state']} to renaming")
+        busy = rec.get("busy")
+        if busy:
+            raise SimError(f"cannot rename: operations are in progress: {busy['op']}")
+        ctx.inject(rec["name"])
+        rec["name"] = new
+        holder = rec.get("holder") if rec["state"] == "running" else None
+    if holder and S.alive(holder):
+        from .holder import _write_identity
+
+        with contextlib.suppress(OSError):
+            _write_identity(f"/proc/{holder['pid']}/root", new)
+        hostname_bin = shutil.which("hostname") or "/bin/hostname"
+        subprocess.run(
+            ["nsenter", "-t", str(holder["pid"]), "-u", "--", hostname_bin, new],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+        )
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    res = subprocess.run(
+        ["cp", "-a", "--reflink=auto", str(src), str(dst)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )
+    if res.returncode != 0:
+        raise SimError("clone: copy data: " + res.stderr.decode(errors="replace").strip())
+
+
+def clone(ctx: Ctx, old: str, new: str) -> int:
+    ctx.touch(new)
+    with S.transaction(ctx.home) as t:
+        src = S.find(t.st, old)
+        if src is None:
+            raise _not_found(old)
+        ctx.touch(src["name"])
+        if not valid_name(new):
+            raise SimError(f"invalid machine name '{new}'")
+        if S.find(t.st, new) is not None:
+            raise SimError(f"machine already exists: '{new}'")
+        if src["state"] in ("creating", "deleting"):
+            raise SimError(f"cannot transition from {src['state']} to cloning")
+        busy = src.get("busy")
+        if busy:
+            raise SimError(f"cannot clone: operations are in progress: {busy['op']}")
+        mid = S.new_id()
+        src["busy"] = {"op": "clone", **S.me()}
+        rec: S.Record = {
+            "id": mid,
+            "name": new,
+            "image": dict(src["image"]),
+            "config": dict(src["config"]),
+            "builtin": False,
+            "state": "creating",
+            "owner": S.me(),
+            "busy": None,
+            "holder": None,
+            "ip4": None,
+            "ip6": ip6_for(mid),
+            "lower": src["lower"],
+            "created": time.time(),
+        }
+        t.st["machines"][mid] = rec
+        src_id = src["id"]
+    S.machine_dir(ctx.home, mid).mkdir(parents=True, exist_ok=True)
+    _note(ctx.home, mid, f"clone of {old} requested")
+
+    def work() -> None:
+        try:
+            with S.transaction(ctx.home) as t:
+                s = t.st["machines"].get(src_id)
+                if s is not None and s.get("busy"):
+                    s["busy"] = {"op": "clone", **S.me()}
+            ctx.inject(new)
+            mdir = S.machine_dir(ctx.home, mid)
+            src_upper = S.machine_dir(ctx.home, src_id) / "upper"
+            if src_upper.exists():
+                _copy_tree(src_upper, mdir / "upper")
+            for sub in ("upper", "work", "merged"):
+                (mdir / sub).mkdir(exist_ok=True)
+            with S.transaction(ctx.home) as t:
+                r = t.st["machines"][mid]
+                r["state"], r["owner"] = "stopped", None
+                s = t.st["machines"].get(src_id)
+                if s is not None:
+                    s["busy"] = None
+            _note(ctx.home, mid, "cloned")
+        except BaseException:
+            with S.transaction(ctx.home) as t:
+                s = t.st["machines"].get(src_id)
+                if s is not None:
+                    s["busy"] = None
+            _abort(ctx, mid)
+            raise
+
+    d = ctx.decision
+    if d.kind == "hang":
+        from . import oplog
+
+        oplog.append(ctx.home, _op_entry(ctx, None))
+        faults.hang_forever()
+    if d.kind == "detach":
+        return _detach(ctx, mid, work)
+    work()
+    return 0
+
+
+# ---------------------------------------------------------------- export / import
+
+CONFIG_MEMBER = "_orbstack/config.v1.json"
+BAD_ARCHIVE = (
+    "can't find '_orbstack/config.v1.json' in archive. is this a valid OrbStack machine export?"
+)
+
+
+def export(ctx: Ctx, key: str, out: Path) -> None:
+    with S.transaction(ctx.home) as t:
+        rec = S.find(t.st, key)
+        if rec is None:
+            raise _not_found(key)
+        ctx.touch(rec["name"])
+        if rec["state"] in ("creating", "deleting"):
+            raise SimError(f"cannot transition from {rec['state']} to exporting")
+        busy = rec.get("busy")
+        if busy:
+            raise SimError(f"cannot export: operations are in progress: {busy['op']}")
+        rec["busy"] = {"op": "export", **S.me()}
+        snap = dict(rec)
+    try:
+        ctx.inject(snap["name"])
+        _export_work(ctx, snap, out)
+    finally:
+        with S.transaction(ctx.home) as t:
+            r = t.st["machines"].get(snap["id"])
+            if r is not None:
+                r["busy"] = None
+
+
+def _export_work(ctx: Ctx, rec: S.Record, out: Path) -> None:
+    mdir = S.machine_dir(ctx.home, rec["id"])
+    staging = mdir / f"export-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "_orbstack").mkdir(parents=True)
+    cfg = {
+        "version": 1,
+        "record": public_record(rec, "stopped"),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host_uid": os.getuid(),
+        "host_gid": os.getgid(),
+        "source_fs": "overlay",
+        "subvolumes": [{"path": "rootfs", "id": rec["id"]}],
+    }
+    (staging / CONFIG_MEMBER).write_text(json.dumps(cfg, indent=2) + "\n")
+    copt, _ = rootfs.compressor()
+    if out.name.endswith((".gz", ".tgz")):
+        copt = ["-z"]
+    elif out.name.endswith(".zst") and shutil.which("zstd"):
+        copt = ["-I", "zstd -T0 -3"]
+    tmp_out = out.with_name(out.name + f".{os.getpid()}.part")
+    tar_tail = [
+        "tar",
+        *copt,
+        "--numeric-owner",
+        "--xattrs",
+        "--xattrs-include=*",
+        "--warning=no-file-changed",
+        "-cf",
+        str(tmp_out),
+        "-C",
+        str(staging),
+        "_orbstack",
+        "--one-file-system",
+        "--exclude=./etc/resolv.conf",
+        "--transform=s,^\\.,rootfs,S",
+    ]
+    holder = rec.get("holder") if rec["state"] == "running" else None
+    try:
+        if holder and S.alive(holder):
+            argv = [*tar_tail, "-C", f"/proc/{holder['pid']}/root", "."]
+        else:
+            mnt = mdir / f"export-mnt-{os.getpid()}"
+            mnt.mkdir(exist_ok=True)
+            lower = rec["lower"]
+            upper = mdir / "upper"
+            script = 'mount -t overlay overlay -o "lowerdir=$1" "$2" && shift 2 && exec "$@"'
+            argv = [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/sh",
+                "-c",
+                script,
+                "sh",
+                f"{upper}:{lower}",
+                str(mnt),
+                *tar_tail,
+                "-C",
+                str(mnt),
+                ".",
+            ]
+        res = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True)
+        if res.returncode not in (0, 1):
+            raise SimError("export: " + res.stderr.decode(errors="replace").strip())
+        os.replace(tmp_out, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            tmp_out.unlink()
+        for p in mdir.glob(f"export-mnt-{os.getpid()}"):
+            with contextlib.suppress(OSError):
+                p.rmdir()
+
+
+def read_export_config(archive: Path) -> dict[str, Any]:
+    try:
+        dopts = rootfs.decompress_opts(archive)
+    except FileNotFoundError:
+        raise SimError(f"open {archive}: no such file or directory") from None
+    except rootfs.RootfsError as exc:
+        raise SimError(str(exc)) from None
+    res = subprocess.run(
+        ["tar", *dopts, "-xOf", str(archive), "--occurrence=1", CONFIG_MEMBER],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )
+    if res.returncode != 0 or not res.stdout.strip():
+        raise SimError(BAD_ARCHIVE)
+    try:
+        cfg: dict[str, Any] = json.loads(res.stdout)
+        cfg["record"]["name"]
+    except (ValueError, KeyError, TypeError):
+        raise SimError(BAD_ARCHIVE) from None
+    return cfg
+
+
+def import_(ctx: Ctx, archive: Path, name: str | None) -> None:
+    cfg = read_export_config(archive)
+    record = cfg["record"]
+    name = name or record["name"]
+    ctx.touch(name)
+    if not valid_name(name):
+        raise SimError(f"invalid machine name '{name}'")
+    require_host()
+    img = record.get("image") or {}
+    image = {
+        "distro": img.get("distro", "debian"),
+        "version": img.get("version", "bookworm"),
+        "arch": img.get("arch", "amd64"),
+        "variant": img.get("variant", "default"),
+    }
+    with S.transaction(ctx.home) as t:
+        if S.find(t.st, name) is not None:
+            raise SimError(f"machine already exists: '{name}'")
+        mid = S.new_id()
+        t.st["machines"][mid] = {
+            "id": mid,
+            "name": name,
+            "image": image,
+            "config": dict(record.get("config") or {"isolated": False, "default_username": ""}),
+            "builtin": False,
+            "state": "creating",
+            "owner": S.me(),
+            "busy": None,
+            "holder": None,
+            "ip4": None,
+            "ip6": ip6_for(mid),
+            "lower": None,
+            "created": time.time(),
+        }
+    try:
+        ctx.inject(name)
+        imgdir = ctx.home / "images" / mid
+        rootfs.extract_tar(archive, imgdir / "rootfs", ["--strip-components=1", "rootfs"])
+        if not (imgdir / "rootfs" / "etc").is_dir():
+            raise SimError(BAD_ARCHIVE)
+        for sub in ("proc", "sys", "dev", "run", "tmp"):
+            (imgdir / "rootfs" / sub).mkdir(exist_ok=True)
+        mdir = S.machine_dir(ctx.home, mid)
+        for sub in ("upper", "work", "merged"):
+            (mdir / sub).mkdir(parents=True, exist_ok=True)
+        with S.transaction(ctx.home) as t:
+            r = t.st["machines"][mid]
+            r["state"], r["owner"], r["lower"] = "stopped", None, str(imgdir / "rootfs")
+            key = f"{image['distro']}:{image['version']}:{image['arch']}"
+            t.st.setdefault("images", {})[key] = str(imgdir / "rootfs")
+        _note(ctx.home, mid, f"imported from {archive}")
+    except BaseException:
+        _abort(ctx, mid)
+        raise
+
+
+def import_rootfs(ctx: Ctx, image: dict[str, str], tarball: Path) -> Path:
+    """``sim-import-rootfs``: register a root filesystem tarball as the base of an image."""
+    if not tarball.exists():
+        raise SimError(f"open {tarball}: no such file or directory")
+    iid = S.new_id()
+    dest = ctx.home / "images" / iid / "rootfs"
+    rootfs.extract_tar(tarball, dest)
+    if not (dest / "etc").is_dir():
+        shutil.rmtree(dest.parent, ignore_errors=True)
+        raise SimError(f"{tarball}: not a root filesystem (no etc/ at the top)")
+    for sub in ("proc", "sys", "dev", "run", "tmp"):
+        (dest / sub).mkdir(exist_ok=True)
+    with S.transaction(ctx.home) as t:
+        key = f"{image['distro']}:{image['version']}:{image['arch']}"
+        t.st.setdefault("images", {})[key] = str(dest)
+    return dest

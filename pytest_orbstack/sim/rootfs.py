@@ -1,0 +1,258 @@
+"""The shared base root filesystem (a Debian bookworm minbase) and imported root filesystems.
+
+Cache layout (``$ORBSIM_CACHE``, default ``$XDG_CACHE_HOME/orbsim`` or ``~/.cache/orbsim``)::
+
+    base.lock                              filelock guarding builds/restores
+    base/debian-bookworm-<arch>-v1/rootfs/ the extracted base (read-only overlay lower layer)
+    base/debian-bookworm-<arch>-v1/ok      marker written last: the base is complete
+    base/debian-bookworm-<arch>-v1.tar.zst compressed copy (``.tar.gz`` without zstd) used to
+                                           restore a deleted rootfs without network
+    base/.build-*                          temporary build dirs (renamed into place atomically)
+
+The base is built once with ``debootstrap --variant=minbase
+--include=sudo,iproute2,procps,ca-certificates bookworm DIR $ORBSIM_MIRROR``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_VERSION = "v1"
+SUITE = "bookworm"
+INCLUDE = "sudo,iproute2,procps,ca-certificates"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+
+class RootfsError(Exception):
+    pass
+
+
+def mirror() -> str:
+    return os.environ.get("ORBSIM_MIRROR") or DEFAULT_MIRROR
+
+
+def _arch() -> str:
+    from .distros import native_arch
+
+    return native_arch()
+
+
+def base_name() -> str:
+    return f"debian-{SUITE}-{_arch()}-{BASE_VERSION}"
+
+
+def base_paths(cache: Path) -> tuple[Path, Path, Path]:
+    """(directory, rootfs, marker)"""
+    d = cache / "base" / base_name()
+    return d, d / "rootfs", d / "ok"
+
+
+def base_ready(cache: Path) -> bool:
+    _, rootfs, marker = base_paths(cache)
+    return marker.exists() and (rootfs / "etc").is_dir()
+
+
+def compressor() -> tuple[list[str], str]:
+    """(tar compression option, file suffix): zstd when its binary exists, else gzip."""
+    if shutil.which("zstd"):
+        return ["-I", "zstd -T0 -3"], ".tar.zst"
+    if shutil.which("pigz"):
+        return ["-I", "pigz"], ".tar.gz"
+    return ["-z"], ".tar.gz"
+
+
+def decompress_opts(path: Path) -> list[str]:
+    """tar options to read ``path`` (zstd, gzip or plain tar, detected by magic bytes)."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic == b"\x28\xb5\x2f\xfd":
+        if not shutil.which("zstd"):
+            raise RootfsError(f"{path}: zstd archive but no zstd binary installed")
+        return ["-I", "zstd -d"]
+    if magic[:2] == b"\x1f\x8b":
+        return ["-z"]
+    return []
+
+
+def _tarballs(cache: Path) -> list[Path]:
+    d = cache / "base"
+    return [d / (base_name() + sfx) for sfx in (".tar.zst", ".tar.gz")]
+
+
+def _log(msg: str) -> None:
+    sys.stderr.write(f"orbsim: {msg}\n")
+    sys.stderr.flush()
+
+
+def _run(argv: list[str], log_path: Path | None = None) -> None:
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    finally:
+        if log_path:
+            out.close()  # type: ignore[union-attr]
+    if proc.returncode != 0:
+        hint = f" (see {log_path})" if log_path else ""
+        raise RootfsError(f"{' '.join(argv[:3])}… failed with exit code {proc.returncode}{hint}")
+
+
+def configure_base(root: Path, mirror_url: str) -> None:
+    """One-time configuration so machines work offline and per machine."""
+    (root / "etc/apt/sources.list").write_text(
+        f"deb {mirror_url} {SUITE} main\ndeb {mirror_url} {SUITE}-updates main\n"
+    )
+    # hostname and the machine line of /etc/hosts are written by the holder at each start
+    (root / "etc/hostname").unlink(missing_ok=True)
+    (root / "etc/hosts").write_text(
+        "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n"
+        "ff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n"
+    )
+    # resolv.conf is bind-mounted from the host at start; keep a placeholder file
+    resolv = root / "etc/resolv.conf"
+    if resolv.is_symlink():
+        resolv.unlink()
+    resolv.write_text("# replaced by the host's resolv.conf while the machine runs\n")
+    for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+    for binf in (root / "var/cache/apt").glob("*.bin"):
+        binf.unlink()
+    (root / "etc/machine-id").write_text("")
+    # no apt "recommends" explosion, and debconf never asks
+    (root / "etc/apt/apt.conf.d/99orbsim").write_text(
+        'APT::Install-Recommends "false";\nDpkg::Options { "--force-confdef"; "--force-confold"; }\n'
+    )
+    envf = root / "etc/environment"
+    envf.write_text("DEBIAN_FRONTEND=noninteractive\n")
+    (root / "etc/sudoers.d").mkdir(exist_ok=True)
+    (root / "etc/orbsim-release").write_text(f"orbsim base {base_name()} built {time.ctime()}\n")
+
+
+def _tar_create(src: Path, out: Path, extra: list[str] | None = None) -> None:
+    copt, _ = compressor()
+    tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+    _run(
+        [
+            "tar",
+            *copt,
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "-C",
+            str(src),
+            "-cf",
+            str(tmp),
+            *(extra or ["."]),
+        ]
+    )
+    os.replace(tmp, out)
+
+
+def extract_tar(archive: Path, dest: Path, members: list[str] | None = None) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    _run(
+        [
+            "tar",
+            *decompress_opts(archive),
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "-C",
+            str(dest),
+            "-xf",
+            str(archive),
+            *(members or []),
+        ]
+    )
+
+
+def ensure_base(cache: Path, *, quiet: bool = False) -> Path:
+    """Return the base rootfs path, building or restoring it once (filelock-guarded)."""
+    d, rootfs, marker = base_paths(cache)
+    if base_ready(cache):
+        return rootfs
+    from filelock import FileLock
+
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "base").mkdir(exist_ok=True)
+    with FileLock(str(cache / "base.lock"), timeout=3600):
+        if base_ready(cache):
+            return rootfs
+        build = cache / "base" / f".build-{base_name()}-{os.getpid()}"
+        shutil.rmtree(build, ignore_errors=True)
+        (build / "rootfs").mkdir(parents=True)
+        tarball = next((t for t in _tarballs(cache) if t.exists()), None)
+        if tarball is not None:
+            if not quiet:
+                _log(f"restoring base root filesystem from {tarball}")
+            extract_tar(tarball, build / "rootfs")
+        else:
+            if not shutil.which("debootstrap"):
+                raise RootfsError(
+                    "debootstrap is not installed and no cached base exists "
+                    "(apt-get install debootstrap)"
+                )
+            if not quiet:
+                _log(f"building the base root filesystem with debootstrap ({SUITE} minbase)…")
+            m = mirror()
+            log = cache / "base" / f"{base_name()}.debootstrap.log"
+            log.write_text("")
+            _run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--include={INCLUDE}",
+                    SUITE,
+                    str(build / "rootfs"),
+                    m,
+                ],
+                log,
+            )
+            configure_base(build / "rootfs", m)
+            _, sfx = compressor()
+            _tar_create(build / "rootfs", cache / "base" / (base_name() + sfx))
+        (build / "ok").write_text(f"{time.time()}\n")
+        if d.exists():  # a broken leftover without marker: move it aside
+            aside = cache / "base" / f".broken-{base_name()}-{os.getpid()}"
+            os.rename(d, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        os.rename(build, d)
+    return rootfs
+
+
+def dir_size(path: Path) -> int:
+    """Disk usage in bytes (st_blocks), not following symlinks, hard links counted once."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            total += st.st_blocks * 512
+    return total
+
+
+def base_size(cache: Path) -> int:
+    """Size of the base rootfs, computed once and remembered next to the marker."""
+    d, rootfs, marker = base_paths(cache)
+    f = d / "size"
+    try:
+        return int(f.read_text())
+    except (OSError, ValueError):
+        pass
+    size = dir_size(rootfs) if rootfs.exists() else 0
+    if marker.exists():
+        tmp = d / f".size.{os.getpid()}"
+        tmp.write_text(str(size))
+        os.replace(tmp, f)
+    return size

@@ -1,0 +1,264 @@
+"""The simulator's persistent state: ``$ORBSIM_HOME/state.json`` guarded by ``state.lock``.
+
+Writers take :func:`transaction` (a ``filelock.FileLock``; the state is written to a temp file
+and renamed into place); readers may call :func:`read` without the lock.  Slow work never runs
+under the lock: a machine in a transitional state (``creating``, ``starting``, ``stopping``,
+``deleting``) is *reserved* by the process recorded in its ``owner`` (pid + start time).  When
+that process is gone the reservation is void, and :func:`effective_state` says what the
+machine really is:
+
+* ``creating`` / ``deleting`` with a dead owner: the operation failed half way; the machine is
+  treated as gone and the next transaction removes its record and directory (the real server
+  deletes a machine whose create failed).  ``delete NAME`` still accepts such a name.
+* ``starting`` / ``stopping`` / ``running`` with a dead owner: ``running`` if the holder process
+  is alive, else ``stopped`` (a holder killed by someone means the machine is stopped).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+State = dict[str, Any]
+Record = dict[str, Any]
+
+TRANSITIONAL = ("creating", "starting", "stopping", "deleting")
+LOCK_TIMEOUT = 300.0
+
+
+# ---------------------------------------------------------------- locations
+
+
+def sim_home() -> Path:
+    env = os.environ.get("ORBSIM_HOME")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local/share")
+    return Path(base) / "orbsim"
+
+
+def cache_home() -> Path:
+    env = os.environ.get("ORBSIM_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "orbsim"
+
+
+def machine_dir(home: Path, mid: str) -> Path:
+    return home / "machines" / mid
+
+
+# ---------------------------------------------------------------- processes
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time (clock ticks since boot) of a live, non-zombie process, else None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def alive(ident: dict[str, Any] | None) -> bool:
+    if not ident or not ident.get("pid"):
+        return False
+    st = proc_start_time(int(ident["pid"]))
+    return st is not None and st == ident.get("start")
+
+
+def me() -> dict[str, Any]:
+    pid = os.getpid()
+    return {"pid": pid, "start": proc_start_time(pid)}
+
+
+def kill_ident(ident: dict[str, Any] | None, sig: int = signal.SIGKILL) -> None:
+    if alive(ident):
+        assert ident is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(ident["pid"]), sig)
+
+
+# ---------------------------------------------------------------- ids
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id() -> str:
+    """A ULID: 48-bit millisecond time + 80 random bits, 26 Crockford base32 characters."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    out = []
+    for _ in range(26):
+        out.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(out))
+
+
+# ---------------------------------------------------------------- load / save
+
+
+def empty_state() -> State:
+    return {
+        "version": 1,
+        "running": True,
+        "default": None,
+        "config": {},
+        "machines": {},
+        "images": {},
+        "restore_on_start": [],
+    }
+
+
+def read(home: Path) -> State:
+    try:
+        with open(home / "state.json") as f:
+            st: State = json.load(f)
+    except FileNotFoundError:
+        return empty_state()
+    base = empty_state()
+    base.update(st)
+    return base
+
+
+def _write(home: Path, st: State) -> None:
+    tmp = home / f".state.json.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(st, f, indent=1, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, home / "state.json")
+
+
+def effective_state(rec: Record) -> str | None:
+    """What the machine really is now; None means a failed create/delete (treat as gone)."""
+    st: str = rec["state"]
+    if st in TRANSITIONAL and alive(rec.get("owner")):
+        return st
+    if st in ("creating", "deleting"):
+        return None
+    if st in ("starting", "stopping", "running"):
+        return "running" if alive(rec.get("holder")) else "stopped"
+    return st
+
+
+def visible(st: State) -> list[Record]:
+    """Records that exist from a client's point of view, with ``state`` made effective."""
+    out = []
+    for rec in st["machines"].values():
+        eff = effective_state(rec)
+        if eff is None:
+            continue
+        r = dict(rec)
+        r["state"] = eff
+        out.append(r)
+    return out
+
+
+def find(st: State, key: str, *, include_dead: bool = False) -> Record | None:
+    """Look a machine up by id first, then by name (effective records only by default)."""
+    recs = st["machines"].values()
+    for match in (lambda r: r["id"] == key, lambda r: r["name"] == key):
+        for rec in recs:
+            if match(rec) and (include_dead or effective_state(rec) is not None):
+                return rec  # type: ignore[no-any-return]
+    return None
+
+
+def default_machine(st: State) -> Record | None:
+    recs = visible(st)
+    for r in recs:
+        if r["id"] == st.get("default"):
+            return r
+    if not recs:
+        return None
+    return sorted(recs, key=lambda r: r["name"])[0]
+
+
+class Txn:
+    """A locked read-modify-write of the state; cleanup work runs after the lock is released."""
+
+    def __init__(self, home: Path, st: State) -> None:
+        self.home = home
+        self.st = st
+        self.trash: list[Path] = []
+
+    def discard_machine(self, rec: Record) -> None:
+        """Drop a record now; kill its holder; move its directory to the trash (fast rename)."""
+        kill_ident(rec.get("holder"))
+        self.st["machines"].pop(rec["id"], None)
+        if self.st.get("default") == rec["id"]:
+            self.st["default"] = None
+        src = machine_dir(self.home, rec["id"])
+        if src.exists():
+            dst = self.home / "trash" / f"{rec['id']}-{os.urandom(4).hex()}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                os.rename(src, dst)
+                self.trash.append(dst)
+
+
+def normalize(txn: Txn) -> None:
+    """Settle every record to its effective state (see module docstring)."""
+    st = txn.st
+    for rec in list(st["machines"].values()):
+        eff = effective_state(rec)
+        if eff is None:
+            txn.discard_machine(rec)
+            continue
+        busy = rec.get("busy")
+        if busy and not alive(busy):
+            rec["busy"] = None
+        if eff != rec["state"]:
+            rec["state"] = eff
+            rec["owner"] = None
+        if eff == "stopped":
+            if rec.get("holder"):
+                kill_ident(rec.get("holder"))
+            rec["holder"] = None
+            rec["ip4"] = None
+    if st.get("default") and st["default"] not in st["machines"]:
+        st["default"] = None
+    if st.get("default") is None and st["machines"]:
+        names = sorted(st["machines"].values(), key=lambda r: r["name"])
+        st["default"] = names[0]["id"]
+
+
+@contextlib.contextmanager
+def transaction(home: Path) -> Iterator[Txn]:
+    from filelock import FileLock
+
+    home.mkdir(parents=True, exist_ok=True)
+    txn: Txn
+    with FileLock(str(home / "state.lock"), timeout=LOCK_TIMEOUT):
+        st = read(home)
+        before = json.dumps(st, sort_keys=True)
+        txn = Txn(home, st)
+        normalize(txn)
+        yield txn
+        if json.dumps(txn.st, sort_keys=True) != before:
+            _write(home, txn.st)
+    if txn.trash:
+        import shutil
+
+        for path in txn.trash:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def empty_trash(home: Path) -> None:
+    import shutil
+
+    trash = home / "trash"
+    if trash.is_dir():
+        for p in trash.iterdir():
+            shutil.rmtree(p, ignore_errors=True)
