@@ -37,7 +37,6 @@ How it works, and how it differs from the seed project's connector:
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import io
 import os
@@ -178,20 +177,37 @@ def _noauth(arguments: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in arguments.items() if k not in AUTH_ARGUMENTS and k != "_chdir"}
 
 
-def _write_host_temp(filename_or_io: Any) -> str:
-    """Copy a path or file object into a new host temp file readable by the machine's user."""
-    fd, path = tempfile.mkstemp(prefix=TEMP_PREFIX)
+def _runs_as_other_user(arguments: Mapping[str, Any]) -> bool:
+    """True when commands run as a user who is neither the default user nor root."""
+    for key in ("_su_user", "_sudo_user", "_doas_user", "_dzdo_user"):
+        value = arguments.get(key)
+        if value and value != "root":
+            return True
+    return False
+
+
+def _write_host_temp(filename_or_io: Any, *, readable: bool) -> str:
+    """Copy a path or file object into ``data`` in a new private (0700) host temp directory.
+
+    The file is 0600 unless ``readable`` (0644: the copy into place runs as another machine
+    user, who must read the machine-side copy; the directory keeps it private on the host).
+    ``orbctl push`` reads it as the Mac user who owns it (OrbStack's file sharing acts as that
+    user); the simulator stages it as root.  Keeping it private matters: templates may render
+    secrets.  Returns the file's path; remove its directory when done.
+    """
+    directory = tempfile.mkdtemp(prefix=TEMP_PREFIX)
+    path = os.path.join(directory, "data")
     try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out, get_file_io(filename_or_io) as src:
             data = src.read()
             if isinstance(data, str):
                 data = data.encode("utf-8")
             out.write(data)
-        # orbctl push runs cp as the machine's default user: let it read the file.
-        os.chmod(path, 0o644)
+        if readable:
+            os.chmod(path, 0o644)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        shutil.rmtree(directory, ignore_errors=True)
         raise
     # OrbStack maps macOS paths under /private (not /var) 1:1; realpath gives that form.
     return os.path.realpath(path)
@@ -402,12 +418,18 @@ class OrbConnector(BaseConnector):
         """Upload a local file or file object to ``remote_filename``.
 
         The data goes host temp file -> ``orbctl push`` -> unique machine temp file -> ``cp``
-        (run with the operation's ``_sudo``/``_su_user``/... arguments) -> destination.
-        Raises ``OSError`` with the failing step's error text.
+        (run with the operation's ``_sudo``/``_su_user``/... arguments) -> destination.  When the
+        copy runs as the default user or root, the same command removes the temp file; when it
+        runs as another user (who cannot delete the default user's file in sticky ``/tmp``), a
+        separate ``rm`` as the default user does.  Raises ``OSError`` with the failing step's
+        error text.
         """
         arguments.pop("_stdin", None)
         remote_temp = self._remote_temp_path(remote_temp_filename)
-        local_temp = _write_host_temp(filename_or_io)
+        quoted_temp = QuoteString(remote_temp)
+        other_user = _runs_as_other_user(arguments)
+        local_temp = _write_host_temp(filename_or_io, readable=other_user)
+        removed = False
         try:
             call = _blocking(self.client.push, self.machine, [local_temp], remote_temp)
             if call.returncode != 0:
@@ -415,19 +437,26 @@ class OrbConnector(BaseConnector):
                     f"orbctl push to {self.machine}:{remote_temp} failed: "
                     f"{call.stderr.decode(errors='replace').strip() or call.returncode}"
                 )
-            copy = StringCommand("cp", QuoteString(remote_temp), QuoteString(remote_filename))
+            if other_user:
+                copy = StringCommand("cp", quoted_temp, QuoteString(remote_filename))
+            else:
+                copy = StringCommand(
+                    "cp", quoted_temp, QuoteString(remote_filename), ";",
+                    "rc=$?;", "rm", "-f", quoted_temp, ";", "exit", "$rc",
+                )  # fmt: skip
             ok, output = self.run_shell_command(
                 copy, print_output=print_output, print_input=print_input, **arguments
             )
+            removed = not other_user
             if not ok:
                 raise OSError(f"cannot write {remote_filename}: {output.stderr or output.output}")
         except OrbctlError as exc:
             raise OSError(f"upload to {self.machine}:{remote_filename} failed: {exc}") from exc
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(local_temp)
-            # Pushed as the default user (maybe partially): remove it as that user.
-            self._remove_remote(remote_temp, _noauth(arguments))
+            shutil.rmtree(os.path.dirname(local_temp), ignore_errors=True)
+            if not removed:
+                # Pushed as the default user (maybe partially): remove it as that user.
+                self._remove_remote(remote_temp, _noauth(arguments))
 
         if print_output:
             echo(f"{self.host.print_prefix}file uploaded: {remote_filename}", err=True)
@@ -450,9 +479,7 @@ class OrbConnector(BaseConnector):
         """
         arguments.pop("_stdin", None)
         remote_temp = self._remote_temp_path(remote_temp_filename)
-        local_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)
-        # orbctl pull writes as the machine's default user.
-        os.chmod(local_dir, 0o777)  # private random directory, removed below
+        local_dir = tempfile.mkdtemp(prefix=TEMP_PREFIX)  # 0700, this user's (see put_file)
         local_temp = os.path.join(os.path.realpath(local_dir), "data")
         copied = False
         try:

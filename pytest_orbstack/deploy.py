@@ -465,7 +465,7 @@ def _execute(
         _reset_pyinfra_caches()
         inventory = api.Inventory((names_data, {}))
         config = api.Config(PARALLEL=len(machines), **dict(config_overrides or {}))
-        state = api.State(check_for_changes=True)
+        state = api.State(check_for_changes=False)  # like `pyinfra -y`: no dry pass
         state.init(inventory, config)
         state.cwd = base_dir
         state.current_deploy_filename = deploy_file
@@ -508,8 +508,13 @@ def _execute(
                     greenlets = {state.pool.spawn(load, host): host for host in active}
                     for greenlet, host in greenlets.items():
                         error = greenlet.get()
-                        if error is not None and host.name not in host_errors:
-                            host_errors[host.name] = _exception_text(error)
+                        if error is None or host.name in host_errors:
+                            continue
+                        if host in state.failed_hosts and isinstance(error, PyinfraError):
+                            # pyinfra failed the host (a fact could not be loaded) and then
+                            # raised "No hosts remaining!": the logged lines say why.
+                            continue
+                        host_errors[host.name] = _exception_text(error)
             for host in list(state.inventory):
                 if host in state.failed_hosts and host.name not in host_errors:
                     host_errors[host.name] = "failed while preparing operations (see messages)"
@@ -535,7 +540,7 @@ def _execute(
                 error = host_errors.get(host.name)
                 prepare_messages = logs.by_op.get((host.name, None), [])
                 if error and error.endswith("(see messages)") and prepare_messages:
-                    error = error[: -len("(see messages)")] + ": " + "; ".join(prepare_messages)
+                    error = error[: -len(" (see messages)")] + ": " + "; ".join(prepare_messages)
                 results[machine.name] = DeployResult(
                     machine=machine.name,
                     operations=_collect(state, host, order, logs),

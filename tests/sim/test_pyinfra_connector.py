@@ -128,9 +128,11 @@ def test_get_file_with_sudo(vm: Machine, tmp_path: Path) -> None:
     assert no_temp_files_left(vm)
 
 
-def test_sudo_user_and_su_user(vm: Machine) -> None:
+def test_sudo_user_and_su_user(vm: Machine, tmp_path: Path) -> None:
+    fetched = tmp_path / "fetched"
+
     def deploy() -> None:
-        from pyinfra.operations import server
+        from pyinfra.operations import files, server
 
         server.user(name="bob", user="bob", create_home=True, _sudo=True)
         server.shell(
@@ -146,8 +148,25 @@ def test_sudo_user_and_su_user(vm: Machine) -> None:
             _sudo=True,
             _su_user="bob",
         )
+        files.put(
+            name="upload as bob",
+            src=StringIO("bob's file\n"),
+            dest="/home/bob/uploaded by bob.txt",
+            _sudo=True,
+            _sudo_user="bob",
+        )
+        files.get(
+            name="download as bob",
+            src="/home/bob/uploaded by bob.txt",
+            dest=str(fetched),
+            _sudo=True,
+            _sudo_user="bob",
+        )
 
     assert run_deploy([vm], deploy)[vm.name].ok
+    assert stat(vm, "/home/bob/uploaded by bob.txt").startswith("bob bob ")
+    assert fetched.read_text() == "bob's file\n"
+    assert no_temp_files_left(vm)
     assert read(vm, "/tmp/conn-sudo-user") == "bob\n/home/bob\n"
     assert stat(vm, "/tmp/conn-sudo-user").startswith("bob ")
     assert read(vm, "/tmp/conn-su-user") == "bob\n"

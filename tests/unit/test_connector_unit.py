@@ -446,6 +446,18 @@ def test_exception_in_deploy_code_is_a_deploy_error(box: Machine, tmp_path: Path
     assert "RuntimeError" in (info.value.result.error or "")
 
 
+def test_fact_failure_is_a_deploy_error_with_the_reason(box: Machine) -> None:
+    def deploy() -> None:
+        from pyinfra import host
+        from pyinfra.facts.server import Command
+
+        host.get_fact(Command, command="echo fact-broke >&2; exit 2")
+
+    with pytest.raises(DeployError, match="fact-broke") as info:
+        run_deploy([box], deploy)
+    assert "preparing operations" in (info.value.result.error or "")
+
+
 def test_repeated_calls_restore_pyinfra_context(box: Machine) -> None:
     from pyinfra import context
 
