@@ -19,12 +19,12 @@ if TYPE_CHECKING:
 # canonical command -> aliases
 ALIASES: dict[str, tuple[str, ...]] = {
     "create": ("add", "new"),
-    "list": ("ls",),
+    "list": (),
     "info": ("i",),
     "start": (),
     "stop": ("shutdown",),
     "restart": (),
-    "delete": ("rm", "remove"),
+    "delete": (),
     "rename": (),
     "clone": (),
     "export": (),

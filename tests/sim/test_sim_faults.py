@@ -1,0 +1,101 @@
+"""Latency and fault injection: determinism, failure texts, hang and detach."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from tests.sim.conftest import Sim
+
+
+def _creates(sim: Sim, n: int, env: dict[str, str]) -> list[tuple[int, str]]:
+    out = []
+    for i in range(n):
+        res = sim("create", "debian", f"f{i}", env=env)
+        out.append((res.returncode, res.stderr))
+    return out
+
+
+def test_same_seed_same_sequence(sim_factory, fresh_sim: Sim) -> None:  # type: ignore[no-untyped-def]
+    env = {"ORBSIM_FAIL": "create=0.5", "ORBSIM_SEED": "1234"}
+    first = _creates(fresh_sim, 6, env)
+    other = sim_factory.new()
+    second = _creates(other, 6, env)
+    assert first == second
+    codes = [c for c, _ in first]
+    assert 0 in codes and 1 in codes, "seed 1234 should give both outcomes in 6 draws"
+    for code, err in first:
+        if code:
+            assert err.startswith("[-32098] create 'f")
+            assert (
+                "i/o timeout" in err or "(missing IP address)" in err
+            ), err
+    # a failed create leaves no machine; the operation log records the fault
+    names = {r["name"] for r in fresh_sim.json("list", "-f", "json")}
+    assert names == {f"f{i}" for i, (c, _) in enumerate(first) if c == 0}
+    faults = [op["fault"] for op in fresh_sim.ops() if op["cmd"] == "create"]
+    assert [f is not None for f in faults] == [c != 0 for c in codes]
+    other("delete", "-a", "-f")
+
+
+def test_fail_kinds_and_latency(fresh_sim: Sim) -> None:
+    sim = fresh_sim
+    res = sim("create", "debian", "k1", env={"ORBSIM_FAIL": "create=1", "ORBSIM_FAIL_KINDS": "network"})
+    assert res.stderr == (
+        "[-32098] create 'k1': make rootfs: fetch index: get index: Get "
+        '"https://cdn-images.orbstack.dev/streams/v1/images.json": dial tcp: lookup '
+        "cdn-images.orbstack.dev: i/o timeout\n"
+    )
+    res = sim("create", "debian", "k1", env={"ORBSIM_FAIL": "create=1", "ORBSIM_FAIL_KINDS": "ip"})
+    assert res.stderr == "[-32098] create 'k1': setup: machine didn't start in 30s (missing IP address)\n"
+    assert sim.state("k1") is None
+    sim.create("k1")
+    sim.ok("stop", "k1")
+    res = sim("start", "k1", env={"ORBSIM_FAIL": "start=1", "ORBSIM_FAIL_KINDS": "busy"})
+    assert res.stderr == "[-32098] cannot start: operations are in progress: clone\n"
+    assert sim.state("k1") == "stopped"
+    # run never fails unless named explicitly; latency applies
+    assert sim("run", "-m", "k1", "true", env={"ORBSIM_FAIL": "*=1"}).returncode == 0
+    t0 = time.monotonic()
+    sim.ok("run", "-m", "k1", "true", env={"ORBSIM_LATENCY": "run=0.6"})
+    assert time.monotonic() - t0 >= 0.6
+    assert sim("run", "-m", "k1", "true", env={"ORBSIM_FAIL": "run=1"}).returncode == 1
+    off = {"ORBSIM_FAIL": "create=1", "ORBSIM_FAULTS_OFF": "1"}
+    assert sim("create", "debian", "k2", env=off).returncode == 0
+    res = sim("create", "ubuntu", "k3", env={"ORBSIM_PERMANENT": "create=image"})
+    assert "image not found: {ubuntu plucky amd64 default}" in res.stderr
+    assert sim("create", "ubuntu", "k3", env={"ORBSIM_PERMANENT": "create=image"}).returncode == 0
+
+
+def test_hang_is_killed_by_timeout(fresh_sim: Sim) -> None:
+    sim = fresh_sim
+    with pytest.raises(subprocess.TimeoutExpired):
+        sim("create", "debian", "h1", env={"ORBSIM_HANG": "create=1"}, timeout=3)
+    # the killed create left nothing behind (a create whose process died is deleted)
+    assert sim.ok("list", "-q").stdout == ""
+    assert sim.holders() == []
+    (op,) = [o for o in sim.ops() if o["cmd"] == "create"]
+    assert (op["rc"], op["fault"]) == (None, "hang")
+    assert sim("create", "debian", "h1").returncode == 0
+
+
+@pytest.mark.parametrize("mode", ["hang", "exit124"])
+def test_detach_machine_appears_later(fresh_sim: Sim, mode: str) -> None:
+    sim = fresh_sim
+    env = {"ORBSIM_DETACH": "create=1", "ORBSIM_DETACH_MODE": mode, "ORBSIM_LATENCY": "create=1.5"}
+    if mode == "hang":
+        with pytest.raises(subprocess.TimeoutExpired):
+            sim("create", "debian", "d1", env=env, timeout=1)
+    else:
+        assert sim("create", "debian", "d1", env=env).returncode == 124
+    assert sim.state("d1") == "creating"
+    res = sim("create", "debian", "d1")
+    assert res.stderr == "[-32098] create 'd1': machine already exists: 'd1'\n"
+    res = sim("delete", "-f", "d1")
+    assert res.stderr == "[-32098] cannot transition from creating to deleting\n"
+    assert sim.wait_state("d1", "running", 60) == "running"
+    assert sim.ok("run", "-m", "d1", "hostname").stdout == "d1\n"
+    ops = [o for o in sim.ops() if o["cmd"] == "create" and o["fault"] == "detach"]
+    assert len(ops) == 1 and ops[0]["completed"] is True
