@@ -6,6 +6,7 @@ the small ``state``/``runner`` modules.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -848,10 +849,8 @@ def cmd_logs(ctx: Ctx, argv: list[str]) -> int:
             if rec["name"] in (op.get("machines") or []):
                 Out.out(f"{op.get('ts')} {op.get('cmd')} {op.get('args')} rc={op.get('rc')}\n")
         Out.out("--- console ---\n")
-    try:
+    with contextlib.suppress(OSError):
         Out.out(console_log(ctx.home, rec["id"]).read_text(errors="replace"))
-    except OSError:
-        pass
     return 0
 
 

@@ -213,7 +213,7 @@ def build_script(data: dict[str, Any], default_user: str) -> tuple[str, list[str
     keys = _as_list(data.get("ssh_authorized_keys"))
     if keys and default_user != "root":
         lines.append(_keys_script(default_user, keys))
-    deferred = []
+    deferred: list[str] = []
     for f in data.get("write_files") or []:
         if isinstance(f, dict):
             (deferred if f.get("defer") else lines).extend(_write_file(f))

@@ -17,6 +17,7 @@ This file is run by path (not as a package module) and must only use the standar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -189,10 +190,8 @@ def serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # graceful stop: ask everyone else in the namespace to exit, reap, then leave
     log("stopping")
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(-1, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + 2.0
     while time.monotonic() < deadline:
         try:

@@ -48,15 +48,8 @@ def host_problem() -> str | None:
     for tool in ("unshare", "nsenter", "tar"):
         if not shutil.which(tool):
             return f"{tool} is not installed"
-    if not rootfs.base_ready(S.cache_home()) and not any(
-        p.exists()
-        for p in (
-            S.cache_home() / "base" / (rootfs.base_name() + ".tar.zst"),
-            S.cache_home() / "base" / (rootfs.base_name() + ".tar.gz"),
-        )
-    ):
-        if not shutil.which("debootstrap"):
-            return "debootstrap is not installed and no base root filesystem is cached"
+    if not rootfs.base_available(S.cache_home()) and not shutil.which("debootstrap"):
+        return "debootstrap is not installed and no base root filesystem is cached"
     return None
 
 

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-BASE_VERSION = "v1"
+BASE_VERSION = "v2"
 SUITE = "bookworm"
 INCLUDE = "sudo,iproute2,procps,ca-certificates"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -55,6 +55,11 @@ def base_paths(cache: Path) -> tuple[Path, Path, Path]:
 def base_ready(cache: Path) -> bool:
     _, rootfs, marker = base_paths(cache)
     return marker.exists() and (rootfs / "etc").is_dir()
+
+
+def base_available(cache: Path) -> bool:
+    """The base is extracted, or can be restored from its tarball without network."""
+    return base_ready(cache) or any(t.exists() for t in _tarballs(cache))
 
 
 def compressor() -> tuple[list[str], str]:
@@ -122,12 +127,6 @@ def configure_base(root: Path, mirror_url: str) -> None:
     for binf in (root / "var/cache/apt").glob("*.bin"):
         binf.unlink()
     (root / "etc/machine-id").write_text("")
-    # no apt "recommends" explosion, and debconf never asks
-    (root / "etc/apt/apt.conf.d/99orbsim").write_text(
-        'APT::Install-Recommends "false";\nDpkg::Options { "--force-confdef"; "--force-confold"; }\n'
-    )
-    envf = root / "etc/environment"
-    envf.write_text("DEBIAN_FRONTEND=noninteractive\n")
     (root / "etc/sudoers.d").mkdir(exist_ok=True)
     (root / "etc/orbsim-release").write_text(f"orbsim base {base_name()} built {time.ctime()}\n")
 

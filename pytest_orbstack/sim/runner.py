@@ -16,6 +16,7 @@ stdin/stdout/stderr are inherited, the exit code is passed through (128+N for a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -113,7 +114,7 @@ def user_argv(
     root = f"/proc/{pid}/root"
     if not os.path.exists(root + shell):
         shell = "/bin/sh"
-    wd = home if not workdir else workdir
+    wd = workdir if workdir else home
     if not argv:
         inner = [shell, "-c", WRAP_LOGIN, shell, wd]
     elif script:
@@ -158,10 +159,8 @@ def spawn_wait(argv: list[str], env: dict[str, str], stdin_fd: int | None = None
     pid = os.posix_spawn(_nsenter(), argv, env, **kwargs)
 
     def forward(signum: int, frame: object) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)}
     old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)

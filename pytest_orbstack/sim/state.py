@@ -167,11 +167,11 @@ def visible(st: State) -> list[Record]:
 
 def find(st: State, key: str, *, include_dead: bool = False) -> Record | None:
     """Look a machine up by id first, then by name (effective records only by default)."""
-    recs = st["machines"].values()
-    for match in (lambda r: r["id"] == key, lambda r: r["name"] == key):
+    recs: list[Record] = list(st["machines"].values())
+    for field in ("id", "name"):
         for rec in recs:
-            if match(rec) and (include_dead or effective_state(rec) is not None):
-                return rec  # type: ignore[no-any-return]
+            if rec[field] == key and (include_dead or effective_state(rec) is not None):
+                return rec
     return None
 
 

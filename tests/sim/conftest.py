@@ -52,12 +52,8 @@ def unusable_reason() -> str | None:
             return f"{tool} is not installed"
     from pytest_orbstack.sim import rootfs, state
 
-    cache = state.cache_home()
-    cached = rootfs.base_ready(cache) or any(
-        (cache / "base" / (rootfs.base_name() + sfx)).exists() for sfx in (".tar.zst", ".tar.gz")
-    )
-    if not cached and not shutil.which("debootstrap"):
-        return "debootstrap is not installed and no orbsim base is cached (apt-get install debootstrap)"
+    if not rootfs.base_available(state.cache_home()) and not shutil.which("debootstrap"):
+        return "no debootstrap and no cached orbsim base (apt-get install debootstrap)"
     return None
 
 
@@ -73,9 +69,9 @@ def live_holders(home: Path) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_bytes()
         except OSError:
             continue
-        if b"holder.py" in cmd and needle in cmd:
-            if stat[stat.rindex(b")") + 2 :].split()[0] not in (b"Z", b"X"):
-                out.append(int(entry))
+        alive = stat[stat.rindex(b")") + 2 :].split()[0] not in (b"Z", b"X")
+        if b"holder.py" in cmd and needle in cmd and alive:
+            out.append(int(entry))
     return out
 
 
@@ -235,11 +231,18 @@ def machine(sim: Sim) -> Iterator[str]:
     sim("delete", "-f", name)
 
 
-def run_many(argvs: Sequence[Sequence[str]], env: dict[str, str], timeout: float = 300) -> list[int]:
+def run_many(
+    argvs: Sequence[Sequence[str]], env: dict[str, str], timeout: float = 300
+) -> list[int]:
     """Start all argv lists at once and return their exit codes."""
     procs = [
-        subprocess.Popen(list(a), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=env)
+        subprocess.Popen(
+            list(a),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         for a in argvs
     ]
     codes = []

@@ -16,7 +16,7 @@ def test_empty_list_and_status(fresh_sim: Sim) -> None:
     assert res.stdout == "[]\n"
     res = fresh_sim.ok("list")
     assert res.stdout == ""
-    assert 'create to create a machine.' in res.stderr
+    assert "create to create a machine." in res.stderr
     assert fresh_sim.ok("list", "-q").stdout == ""
     res = fresh_sim("status")
     assert (res.returncode, res.stdout) == (0, "Running\n")
@@ -28,12 +28,17 @@ def test_list_and_info_shapes(fresh_sim: Sim) -> None:
     sim = fresh_sim
     sim.ok("create", "-u", "alice", "ubuntu:22.04", "web-server")
     raw = sim.ok("list", "-f", "json").stdout
-    assert raw.endswith("}\n]\n") and raw.startswith("[\n  {\n    \"id\": ")
+    assert raw.endswith("}\n]\n") and raw.startswith('[\n  {\n    "id": ')
     (rec,) = json.loads(raw)
     assert list(rec) == RECORD_KEYS
     assert ULID.match(rec["id"])
     assert rec["name"] == "web-server"
-    assert rec["image"] == {"distro": "ubuntu", "version": "jammy", "arch": "amd64", "variant": "default"}
+    assert rec["image"] == {
+        "distro": "ubuntu",
+        "version": "jammy",
+        "arch": "amd64",
+        "variant": "default",
+    }
     assert list(rec["config"]) == ["isolated", "default_username"]
     assert rec["config"] == {"isolated": False, "default_username": "alice"}
     assert (rec["builtin"], rec["state"]) == (False, "running")
@@ -77,16 +82,31 @@ def test_error_lines_and_codes(sim: Sim, machine: str) -> None:
     cases = [
         (["create", "foo"], "Error: invalid distro: foo\n"),
         (["create", "-a", "sparc", "ubuntu", "x1"], "Error: invalid architecture: sparc\n"),
-        (["create", "ubuntu", "bad_name"], "[-32098] create 'bad_name': invalid machine name 'bad_name'\n"),
+        (
+            ["create", "ubuntu", "bad_name"],
+            "[-32098] create 'bad_name': invalid machine name 'bad_name'\n",
+        ),
         (["create", "ubuntu", "x"], "[-32098] create 'x': invalid machine name 'x'\n"),
-        (["create", "debian", "docker"], "[-32098] create 'docker': invalid machine name 'docker'\n"),
-        (["create", "debian", machine], f"[-32098] create '{machine}': machine already exists: '{machine}'\n"),
+        (
+            ["create", "debian", "docker"],
+            "[-32098] create 'docker': invalid machine name 'docker'\n",
+        ),
+        (
+            ["create", "debian", machine],
+            f"[-32098] create '{machine}': machine already exists: '{machine}'\n",
+        ),
         (
             ["create", "ubuntu:99.99", "v1"],
             "[-32098] create 'v1': make rootfs: image not found: {ubuntu 99.99 amd64 default}\n",
         ),
-        (["create", "-c", "/dev/null", "arch", "a1"], "[-32098] create 'a1': cloud-init not supported for 'archlinux'\n"),
-        (["create", "-c", "/dev/null", "void", "a2"], "[-32098] create 'a2': cloud-init not supported for 'voidlinux'\n"),
+        (
+            ["create", "-c", "/dev/null", "arch", "a1"],
+            "[-32098] create 'a1': cloud-init not supported for 'archlinux'\n",
+        ),
+        (
+            ["create", "-c", "/dev/null", "void", "a2"],
+            "[-32098] create 'a2': cloud-init not supported for 'voidlinux'\n",
+        ),
         (["info", "nope"], "[-32098] machine not found: 'nope'\n"),
         (["start", "nope"], "[-32098] machine not found: 'nope'\n"),
         (["rename", machine, "bad_x"], "[-32098] invalid machine name 'bad_x'\n"),

@@ -31,7 +31,9 @@ def test_parallel_create_run_delete(fresh_sim: Sim) -> None:
     st = json.loads((sim.home / "state.json").read_text())
     assert len(st["machines"]) == n + n // 2
     everything = [r["name"] for r in sim.json("list", "-f", "json")]
-    assert run_many([[exe, "delete", "-f", m] for m in everything], sim.env) == [0] * len(everything)
+    assert run_many([[exe, "delete", "-f", m] for m in everything], sim.env) == [0] * len(
+        everything
+    )
     assert sim.ok("list", "-f", "json").stdout == "[]\n"
     st = json.loads((sim.home / "state.json").read_text())
     assert st["machines"] == {}

@@ -29,9 +29,7 @@ def test_same_seed_same_sequence(sim_factory, fresh_sim: Sim) -> None:  # type: 
     for code, err in first:
         if code:
             assert err.startswith("[-32098] create 'f")
-            assert (
-                "i/o timeout" in err or "(missing IP address)" in err
-            ), err
+            assert "i/o timeout" in err or "(missing IP address)" in err, err
     # a failed create leaves no machine; the operation log records the fault
     names = {r["name"] for r in fresh_sim.json("list", "-f", "json")}
     assert names == {f"f{i}" for i, (c, _) in enumerate(first) if c == 0}
@@ -42,14 +40,19 @@ def test_same_seed_same_sequence(sim_factory, fresh_sim: Sim) -> None:  # type: 
 
 def test_fail_kinds_and_latency(fresh_sim: Sim) -> None:
     sim = fresh_sim
-    res = sim("create", "debian", "k1", env={"ORBSIM_FAIL": "create=1", "ORBSIM_FAIL_KINDS": "network"})
+    res = sim(
+        "create", "debian", "k1", env={"ORBSIM_FAIL": "create=1", "ORBSIM_FAIL_KINDS": "network"}
+    )
     assert res.stderr == (
         "[-32098] create 'k1': make rootfs: fetch index: get index: Get "
         '"https://cdn-images.orbstack.dev/streams/v1/images.json": dial tcp: lookup '
         "cdn-images.orbstack.dev: i/o timeout\n"
     )
     res = sim("create", "debian", "k1", env={"ORBSIM_FAIL": "create=1", "ORBSIM_FAIL_KINDS": "ip"})
-    assert res.stderr == "[-32098] create 'k1': setup: machine didn't start in 30s (missing IP address)\n"
+    assert (
+        res.stderr
+        == "[-32098] create 'k1': setup: machine didn't start in 30s (missing IP address)\n"
+    )
     assert sim.state("k1") is None
     sim.create("k1")
     sim.ok("stop", "k1")

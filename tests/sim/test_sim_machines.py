@@ -69,8 +69,7 @@ def test_stop_kills_processes_and_data_persists(sim: Sim) -> None:
     # nothing of the machine survives on the host
     assert holder not in sim.holders()
     sleepers = [
-        p for p in os.listdir("/proc")
-        if p.isdigit() and _cmdline(p) == b"sleep\x001000\x00"
+        p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p) == b"sleep\x001000\x00"
     ]
     assert sleepers == []
     # run auto-starts a stopped machine; data survived
