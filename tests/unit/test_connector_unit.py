@@ -10,6 +10,7 @@ real machine: see ``tests/sim/test_pyinfra_connector.py``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import textwrap
@@ -471,6 +472,51 @@ def test_repeated_calls_restore_pyinfra_context(box: Machine) -> None:
         assert run_deploy([box], deploy)["box"].ok
     after = (context.ctx_state.get(), context.ctx_host.get(), context.ctx_inventory.get())
     assert before == after
+
+
+def test_run_deploy_prints_nothing(box: Machine, capfd: pytest.CaptureFixture[str]) -> None:
+    def deploy() -> None:
+        from pyinfra.operations import server
+
+        server.shell(commands=["echo to-stdout; echo to-stderr >&2"])
+        server.shell(commands=["exit 1"], _ignore_errors=True)
+
+    result = run_deploy([box], deploy)["box"]
+    assert result.ok
+    assert result.operations[0].stdout == "to-stdout"
+    assert result.operations[1].ignored_error
+    assert capfd.readouterr() == ("", "")
+
+
+def test_pyinfra_cli_uses_the_connector(orb: LocalOrb, box: Machine, tmp_path: Path) -> None:
+    """The real CLI (which monkey-patches with gevent) in a subprocess, on the fake."""
+    import shutil
+    import subprocess
+
+    cli = shutil.which("pyinfra") or str(Path(sys.executable).with_name("pyinfra"))
+    out = tmp_path / "cli out.txt"
+    deploy = write_deploy(
+        tmp_path / "deploy.py",
+        f"""
+        from io import StringIO
+        from pyinfra import host
+        from pyinfra.operations import files
+
+        files.put(src=StringIO(host.data.word + "\\n"), dest={str(out)!r})
+        """,
+    )
+    env = {**os.environ, "ORBSTACK_ORBCTL": orb.executable, "LOCAL_ORB_HOME": str(orb.root)}
+    proc = subprocess.run(
+        [cli, "@orb/box", str(deploy), "-y", "--data", "word=hello"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert out.read_text() == "hello\n"
 
 
 def test_missing_deploy_file(box: Machine, tmp_path: Path) -> None:
