@@ -33,7 +33,10 @@ HOLDER = str(Path(__file__).with_name("holder.py"))
 HOLDER_READY_TIMEOUT = 20.0
 WAIT_TIMEOUT = 120.0
 ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-USER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
+# Ubuntu's /etc/environment PATH (what most OrbStack users see), without /snap/bin
+USER_PATH = (
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/games:/usr/local/games"
+)
 
 
 # ---------------------------------------------------------------- host checks
@@ -183,8 +186,14 @@ def start_holder(ctx: Ctx, rec: S.Record) -> dict[str, Any]:
     mdir = S.machine_dir(home, rec["id"])
     lower = Path(rec["lower"])
     if not (lower / "etc").is_dir():
-        if lower == rootfs.base_paths(ctx.cache)[1]:
-            rootfs.ensure_base(ctx.cache)
+        if lower.parent.parent == ctx.cache / "base" or lower == rootfs.base_paths(ctx.cache)[1]:
+            # the shared base was deleted (or replaced by a newer base version): restore/rebuild
+            # it and use it; the machine's own changes live in its upper layer
+            lower = rootfs.ensure_base(ctx.cache)
+            with S.transaction(home) as t:
+                r = t.st["machines"].get(rec["id"])
+                if r is not None:
+                    r["lower"] = str(lower)
         else:
             raise SimError(f"start '{rec['name']}': root filesystem missing: {lower}")
     for sub in ("upper", "work", "merged"):
@@ -479,19 +488,30 @@ def default_user() -> str:
     return "orbuser"
 
 
+# Mirrors OrbStack's agent InitialSetup (scon/agent/setup.go): bash (else sh) from /etc/shells,
+# a user with its own group and a home, membership of the admin groups that exist, the
+# sudoers.d/orbstack line (written without a trailing newline, as OrbStack does) and /mnt/linux.
+# Unlike OrbStack the uid is the first free one from 1000 (not the macOS uid).
 PROVISION = r"""
 set -e
 U="$1"
-SH=/bin/bash
-[ -x "$SH" ] || SH=/bin/sh
-if [ "$U" != root ] && ! id -u "$U" >/dev/null 2>&1; then
-  useradd --create-home --shell "$SH" --user-group "$U"
-fi
-if [ "$U" != root ] && [ "$2" != password ]; then
+SH=$(grep -E '/bash$' /etc/shells 2>/dev/null | head -n 1 || true)
+[ -n "$SH" ] || SH=$(grep -E '/sh$' /etc/shells 2>/dev/null | head -n 1 || true)
+[ -n "$SH" ] || SH=/bin/sh
+if [ "$U" != root ]; then
+  if ! id -u "$U" >/dev/null 2>&1; then
+    useradd --create-home --shell "$SH" --user-group "$U"
+  fi
+  G=""
+  for g in adm wheel staff admin sudo video; do
+    if getent group "$g" >/dev/null; then G="$G${G:+,}$g"; fi
+  done
+  [ -z "$G" ] || usermod -aG "$G" "$U"
   mkdir -p /etc/sudoers.d
-  printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$U" > /etc/sudoers.d/orbstack
+  printf '%s ALL=(ALL) NOPASSWD:ALL' "$U" > /etc/sudoers.d/orbstack
   chmod 0440 /etc/sudoers.d/orbstack
 fi
+[ -e /mnt/linux ] || ln -s / /mnt/linux 2>/dev/null || true
 """
 
 
@@ -627,7 +647,7 @@ def _create_work(ctx: Ctx, mid: str, user: str, user_data: Any, password: str | 
             rec = t.st["machines"][mid]
             rec["holder"] = holder
         _note(ctx.home, mid, "provisioning")
-        res = guest_root_sh(rec, PROVISION, user, "password" if password else "")
+        res = guest_root_sh(rec, PROVISION, user)
         if res.returncode != 0:
             raise SimError(
                 f"create '{rec['name']}': setup: do initial setup: "
@@ -1029,6 +1049,7 @@ def import_(ctx: Ctx, archive: Path, name: str | None) -> None:
         _note(ctx.home, mid, f"imported from {archive}")
     except BaseException:
         _abort(ctx, mid)
+        shutil.rmtree(ctx.home / "images" / mid, ignore_errors=True)
         raise
 
 

@@ -10,7 +10,8 @@ Cache layout (``$ORBSIM_CACHE``, default ``$XDG_CACHE_HOME/orbsim`` or ``~/.cach
     base/.build-*                          temporary build dirs (renamed into place atomically)
 
 The base is built once with ``debootstrap --variant=minbase
---include=sudo,iproute2,procps,ca-certificates bookworm DIR $ORBSIM_MIRROR``.
+--include=sudo,iproute2,procps,ca-certificates,curl bookworm DIR $ORBSIM_MIRROR``
+(curl because OrbStack's own setup installs it in Debian/Ubuntu machines).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-BASE_VERSION = "v2"
+BASE_VERSION = "v3"
 SUITE = "bookworm"
-INCLUDE = "sudo,iproute2,procps,ca-certificates"
+# curl: OrbStack's setup installs it on Debian/Ubuntu machines (apt-get install -y curl)
+INCLUDE = "sudo,iproute2,procps,ca-certificates,curl"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 

@@ -30,7 +30,10 @@ if TYPE_CHECKING:
     from .ctx import Ctx
 
 ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-USER_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/games:/usr/games"
+# Ubuntu's /etc/environment PATH (what most OrbStack users see), without /snap/bin
+USER_PATH = (
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/games:/usr/local/games"
+)
 WRAP_EXEC = 'cd -- "$1" 2>/dev/null || cd /; shift; exec "$@"'
 WRAP_SCRIPT = 'cd -- "$1" 2>/dev/null || cd /; shift; eval "$1"'
 WRAP_LOGIN = 'cd -- "$1" 2>/dev/null || cd /; exec "$SHELL" -l'

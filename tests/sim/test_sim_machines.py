@@ -31,7 +31,10 @@ def test_default_user_sudo_and_env(sim: Sim, machine: str) -> None:
     out = sim.ok("run", "-m", machine, "sh", "-c", 'id -un; echo "$HOME"; pwd; echo "$USER $SHELL"')
     assert out.stdout.splitlines() == ["tester", "/home/tester", "/home/tester", "tester /bin/bash"]
     res = sim.ok("run", "-m", machine, "-u", "root", "cat", "/etc/sudoers.d/orbstack")
-    assert res.stdout == "tester ALL=(ALL) NOPASSWD:ALL\n"
+    assert res.stdout == "tester ALL=(ALL) NOPASSWD:ALL"  # no newline, like OrbStack
+    groups = sim.ok("run", "-m", machine, "id", "-Gn").stdout.split()
+    assert {"tester", "adm", "sudo", "staff", "video"} <= set(groups)
+    assert sim.ok("run", "-m", machine, "curl", "--version").returncode == 0
     assert sim.ok("run", "-m", machine, "sudo", "-n", "id", "-u").stdout == "0\n"
     env = sim.ok("run", "-m", machine, "env", env={"ORBENV": "FOO", "FOO": "bar", "SECRET": "x"})
     assert "FOO=bar" in env.stdout and "SECRET" not in env.stdout
