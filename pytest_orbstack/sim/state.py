@@ -23,10 +23,13 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-State = dict[str, Any]
-Record = dict[str, Any]
+TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
+if TYPE_CHECKING:
+    from typing import Any, TypeAlias
+
+    State: TypeAlias = dict[str, Any]
+    Record: TypeAlias = dict[str, Any]
 
 TRANSITIONAL = ("creating", "starting", "stopping", "deleting")
 LOCK_TIMEOUT = 300.0
