@@ -54,9 +54,9 @@ OPTIONS = (
     Option("keep", "keep machines after their tests: never, on-failure (and print how to log "
            "in), always", "ORBSTACK_KEEP", "never", metavar="POLICY"),
     Option("reuse", "keep session machines and templates between runs; adopt them only when "
-           "their recorded spec hash matches", "ORBSTACK_REUSE", flag=True),
+           "their recorded spec hash matches", "ORBSTACK_REUSE", "0", flag=True),
     Option("required", "error (instead of skip) when no backend is available",
-           "ORBSTACK_REQUIRED", flag=True),
+           "ORBSTACK_REQUIRED", "0", flag=True),
     Option("timeout", "timeout in seconds for each orbctl lifecycle call (default: per command, "
            "300 for create)", "ORBSTACK_TIMEOUT", metavar="SECONDS"),
     Option("retries", "retries of transient orbctl failures per operation", "ORBSTACK_RETRIES",

@@ -116,7 +116,11 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_orbstack import fixtures_testinfra, testinfra_backend
 
     config.pluginmanager.register(fixtures_testinfra, "orbstack-testinfra-fixtures")
-    testinfra_backend.register_orb_backend()
+    if settings.executable:
+        executable, timeout = settings.executable, settings.timeout
+        testinfra_backend.register_orb_backend(lambda: Orbctl(executable, timeout=timeout))
+    else:
+        testinfra_backend.register_orb_backend()
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "orbstack-xdist")
 

@@ -281,24 +281,27 @@ def test_reaper_of_next_run_deletes_dead_runs_machines_only(
     pytester: pytest.Pytester, orb_env: OrbEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ORBSTACK_WATCHDOG", "0")  # prove the start-up reaper on its own
-    pytester.makepyfile(test_slow=SLOW_TEST)
+    pytester.makepyfile(test_slow=SLOW_TEST, test_other="def test_nothing():\n    pass\n")
     foreign = orb_env.sim.unique_name("orbpt-foreign")
     orb_env.client().create("debian", foreign)
-    dead = _spawn_pytest(pytester)
+    dead = _spawn_pytest(pytester, "test_slow.py")
     assert _wait_for(lambda: (pytester.path / "started").exists())
     os.killpg(dead.pid, signal.SIGKILL)
     dead.wait()
     [victim] = [n for n in orb_env.names() if n != foreign]
-    # a concurrent, live run holds a machine too
+    result = run(pytester, "test_other.py")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*deleted 1 machine(s) left by dead runs: {victim}*"])
+    assert orb_env.names() == [foreign]
+    # a concurrent, live run's machine survives another run's reaper
     (pytester.path / "started").unlink()
-    live = _spawn_pytest(pytester)
-    assert _wait_for(lambda: (pytester.path / "started").exists())
-    [live_machine] = [n for n in orb_env.names() if n not in (foreign, victim)]
+    live = _spawn_pytest(pytester, "test_slow.py")
     try:
-        pytester.makepyfile(test_other="def test_nothing():\n    pass\n")
+        assert _wait_for(lambda: (pytester.path / "started").exists())
+        [live_machine] = [n for n in orb_env.names() if n != foreign]
         result = run(pytester, "test_other.py")
         result.assert_outcomes(passed=1)
-        result.stdout.fnmatch_lines([f"*deleted 1 machine(s) left by dead runs: {victim}*"])
+        assert "left by dead runs" not in result.stdout.str()
         assert sorted(orb_env.names()) == sorted([foreign, live_machine])
     finally:
         os.killpg(live.pid, signal.SIGINT)
