@@ -1,0 +1,58 @@
+"""Provisioned templates: one provisioning per deploy, one clone per fresh machine."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.plugin.conftest import OrbEnv
+
+DEPLOY = """
+from pyinfra.operations import files
+files.put(name="Drop the marker", src="files/marker.txt", dest="/tmp/marker.txt")
+"""
+
+TESTS = """
+import pytest
+pytestmark = pytest.mark.orbstack(isolation="function", deploy="deploys/role.py")
+
+@pytest.mark.parametrize("n", range(3))
+def test_clone_is_provisioned_and_fresh(orb_vm, n):
+    assert orb_vm.run(["cat", "/tmp/marker.txt"]).stdout == MARKER
+    assert not orb_vm.run(["test", "-e", "/tmp/dirty"]).ok   # nothing from other tests
+    orb_vm.run(["touch", "/tmp/dirty"], check=True)
+    assert orb_vm.run(["hostname"]).stdout.strip() == orb_vm.name
+"""
+
+
+def _write(pytester: pytest.Pytester, marker: str) -> None:
+    deploys = pytester.path / "deploys"
+    (deploys / "files").mkdir(parents=True, exist_ok=True)
+    (deploys / "role.py").write_text(DEPLOY)
+    (deploys / "files" / "marker.txt").write_text(marker)
+    pytester.makepyfile(test_role=f"MARKER = {marker!r}\n" + TESTS)
+
+
+def test_one_provisioning_and_n_clones_then_new_template_on_change(
+    pytester: pytest.Pytester, orb_env: OrbEnv
+) -> None:
+    _write(pytester, "v1\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=600)
+    result.assert_outcomes(passed=3)
+    assert orb_env.count("create") == 1  # the template
+    assert orb_env.count("clone") == 3  # one per test
+    result.stdout.fnmatch_lines(["*tpl*template*deleted*"])
+    assert orb_env.names() == []
+
+    # reuse keeps the template across runs; a changed file the deploy reads makes a new one
+    args = ("-p", "no:cacheprovider", "--orbstack-reuse")
+    pytester.runpytest_subprocess(*args, timeout=600).assert_outcomes(passed=3)
+    [template] = orb_env.names()
+    pytester.runpytest_subprocess(*args, timeout=600).assert_outcomes(passed=3)
+    assert orb_env.names() == [template]
+    assert orb_env.count("create") == 2  # adopted on the second reuse run
+    _write(pytester, "v2\n")
+    pytester.runpytest_subprocess(*args, timeout=600).assert_outcomes(passed=3)
+    [new_template] = orb_env.names()
+    assert new_template != template  # rebuilt; the stale one was pruned
+    assert orb_env.count("create") == 3
+    assert orb_env.count("clone") == 12
