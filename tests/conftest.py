@@ -23,6 +23,13 @@ from pytest_orbstack.orbctl import Orbctl
 
 pytest_plugins = ["pytester"]
 
+# pytester points HOME at each test's temporary directory; pin the simulator's base image cache
+# to the real one first, so pytester sessions do not debootstrap a base of their own.
+os.environ.setdefault(
+    "ORBSIM_CACHE",
+    str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "orbsim"),
+)
+
 
 def orbsim_executable() -> str | None:
     found = shutil.which("orbsim")
