@@ -214,8 +214,12 @@ class Orbctl:
     # -- plumbing --------------------------------------------------------------------------
 
     def timeout_for(self, command: str) -> float:
-        if self.default_timeout is not None:
-            return max(self.default_timeout, self.timeouts.get(command, 0.0))
+        if self.default_timeout is not None:  # --orbstack-timeout: lifecycle calls use it as is
+            return (
+                max(self.default_timeout, self.timeouts["run"])
+                if command == "run"
+                else self.default_timeout
+            )
         return self.timeouts.get(command, DEFAULT_TIMEOUT)
 
     def invoke(
