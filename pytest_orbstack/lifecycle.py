@@ -200,6 +200,18 @@ class MachineManager:
             return
         self._delete([machine.name])
 
+    def delete_now(self, names: list[str], outcome: str = "deleted") -> None:
+        """Delete machines this run made, in one ``delete -f`` call, and forget them."""
+        self._delete(names, outcome)
+
+    def forget_owned(self, name: str) -> None:
+        """Someone else (the background supply) now answers for deleting ``name``."""
+        self._owned.pop(name, None)
+
+    def adopt_fresh(self, machine: Machine) -> None:
+        """This process now answers for deleting ``machine`` (claimed from the pool)."""
+        self._owned[machine.name] = machine
+
     def machine(self, name: str, spec: MachineSpec | None) -> Machine:
         return Machine(name=name, client=self.client, spec=spec)
 

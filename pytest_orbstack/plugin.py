@@ -26,6 +26,7 @@ from pytest_orbstack.orbctl import Orbctl
 from pytest_orbstack.registry import Owner, Registry
 from pytest_orbstack.report import Recorder, failure_section, summary_lines, write_json
 from pytest_orbstack.spec import MachineSpec, build_spec, new_run_id
+from pytest_orbstack.supply import Supply
 
 log = logging.getLogger("pytest_orbstack")
 
@@ -53,6 +54,7 @@ class OrbState:
     run: RunContext
     recorder: Recorder = field(default_factory=Recorder)
     _manager: MachineManager | None = None
+    _supply: Supply | None = None
     _unavailable: str | None = None
     _probed: bool = False
     failed_machines: set[str] = field(default_factory=set)
@@ -80,6 +82,11 @@ class OrbState:
             )
             self._start_watchdog()
         return self._manager
+
+    def supply(self) -> Supply:
+        if self._supply is None:
+            self._supply = Supply(self.manager(), self.settings.pool_size)
+        return self._supply
 
     def _start_watchdog(self) -> None:
         from pytest_orbstack.lifecycle import spawn_watchdog
@@ -203,6 +210,29 @@ def pytest_collection_modifyitems(
         raise pytest.UsageError("invalid orbstack configuration:\n  " + "\n  ".join(problems))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Warm-up: start templates, session machines and the pool as soon as demand is known."""
+    state = session.config.stash.get(state_key, None)
+    if state is None or session.config.option.collectonly:
+        return
+    demand: dict[MachineSpec, set[str]] = {}
+    sessions: dict[MachineSpec, None] = {}
+    for item in session.items:
+        if "orb_vm" not in getattr(item, "fixturenames", ()):
+            continue
+        spec = state.spec_for(item)
+        if spec.isolation == "session":
+            sessions[spec] = None
+        else:
+            unit = item.nodeid if spec.isolation == "function" else str(item.path)
+            demand.setdefault(spec, set()).add(unit)
+    if not demand and not sessions:
+        return
+    if state.unavailable():
+        return  # the tests will be skipped (or error with --orbstack-required)
+    state.supply().plan(((s, len(u)) for s, u in demand.items()), sessions)
+
+
 # -- fixtures ---------------------------------------------------------------------------------
 
 
@@ -232,7 +262,7 @@ class _Scope:
         self.extra: list[Machine] = []
 
     def fresh(self, spec: MachineSpec, kind: str, label: str) -> Machine:
-        return self.state.manager().fresh(spec, kind=kind, label=label)
+        return self.state.supply().take(spec, kind, label)
 
     def release_all(self) -> None:
         keep_policy = self.state.settings.keep
@@ -242,7 +272,7 @@ class _Scope:
                 keep_policy == "on-failure" and machine.name in self.state.failed_machines
             )
             try:
-                self.state.manager().release(machine, keep=keep)
+                self.state.supply().release(machine, keep=keep)
             except OrbstackError as exc:
                 errors.append(f"{machine.name}: {exc}")
         self.machines.clear()
@@ -397,6 +427,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(state_key, None)
     if state is None:
         return
+    if state._supply is not None:
+        for error in state._supply.shutdown():
+            log.warning("pytest-orbstack: %s", error)
     if state._manager is not None:
         state._manager.finish_process()
     shared = state.run.shared

@@ -1,0 +1,306 @@
+"""Pipelined machine supply: warm-up after collection, clones prepared ahead of demand, and
+deletes off the critical path.
+
+One :class:`Supply` per pytest process owns every background thread (an explicit
+``shutdown()`` joins them; nothing is left to die with the interpreter).
+
+* **Demand** is counted once per run from the collected items: how many fresh machines each
+  function- or module-isolated spec will need.  It lives in the run's shared directory, so all
+  xdist workers draw from one counter: a machine is prepared only after a unit of remaining
+  demand was *reserved* for it, so the pool never prepares more machines than tests remain.
+* **Pool**: each process keeps up to ``pool_size`` machines per spec in preparation (clone or
+  create, start, ready) in the background.  Ready machines are *offered* in the shared directory
+  and any worker may *claim* one, so a machine prepared by one worker is not wasted when the
+  scheduler hands the remaining tests to another.  Unclaimed machines are deleted at the end.
+* **Deletes** are queued and issued in batches (``orbctl delete -f A B C``) by one thread.
+* **Errors** in background work reach the test that takes the machine (the original exception,
+  after the retry policy has had its go), never a hang: waits are bounded.
+
+Every machine is recorded in the registry before it is created (``MachineManager`` does that),
+so Ctrl-C, SIGKILL or faults during background work leave nothing the reaper cannot find.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_orbstack.coordination import SharedDir
+from pytest_orbstack.lifecycle import MachineManager
+from pytest_orbstack.machine import Machine
+from pytest_orbstack.spec import MachineSpec
+
+log = logging.getLogger("pytest_orbstack")
+
+BATCH_WINDOW = 0.25  # seconds a queued delete waits for company
+
+
+def spec_key(spec: MachineSpec) -> str:
+    return f"{spec.isolation[0]}{spec.slot()}-{spec.base_hash()[:6]}"
+
+
+class SharedPool:
+    """Run-wide demand counters and ready machines, in the run's shared directory."""
+
+    def __init__(self, shared: SharedDir) -> None:
+        self.shared = shared
+
+    def _dir(self, key: str) -> Path:
+        path = self.shared.path / f"pool-{key}"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def init_demand(self, key: str, total: int) -> None:
+        """Set the total once per run (the first process to get here wins)."""
+        self.shared.get_or_make(f"demand-{key}-init", lambda: self._write(key, total))
+
+    def _write(self, key: str, remaining: int) -> dict[str, int]:
+        (self._dir(key) / "demand.json").write_text(json.dumps({"remaining": remaining}))
+        return {"total": remaining}
+
+    def reserve(self, key: str) -> bool:
+        """Take one unit of remaining demand; False when none is left (or none was counted)."""
+        path = self._dir(key) / "demand.json"
+        with self.shared.lock(f"pool-{key}"):
+            try:
+                remaining = int(json.loads(path.read_text())["remaining"])
+            except (OSError, ValueError, KeyError):
+                return False
+            if remaining <= 0:
+                return False
+            path.write_text(json.dumps({"remaining": remaining - 1}))
+            return True
+
+    def remaining(self, key: str) -> int:
+        try:
+            return int(json.loads((self._dir(key) / "demand.json").read_text())["remaining"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def offer(self, key: str, name: str) -> None:
+        with self.shared.lock(f"pool-{key}"):
+            (self._dir(key) / f"{name}.ready").write_text(str(time.time()))
+
+    def claim(self, key: str, name: str | None = None) -> str | None:
+        """Claim the oldest ready machine (or ``name``); None when there is none."""
+        with self.shared.lock(f"pool-{key}"):
+            if name is not None:
+                path = self._dir(key) / f"{name}.ready"
+                if not path.exists():
+                    return None
+                path.unlink()
+                return name
+            ready = sorted(self._dir(key).glob("*.ready"), key=lambda p: p.stat().st_mtime)
+            if not ready:
+                return None
+            ready[0].unlink()
+            return ready[0].name[: -len(".ready")]
+
+
+@dataclass
+class _Prepared:
+    spec: MachineSpec
+    kind: str
+    future: Future[Machine]
+
+
+@dataclass
+class _Deleter:
+    """One thread that deletes released machines in batches."""
+
+    manager: MachineManager
+    queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
+    errors: list[str] = field(default_factory=list)
+    thread: threading.Thread | None = None
+
+    def put(self, name: str) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._loop, name="orbstack-delete")
+            self.thread.start()
+        self.queue.put(name)
+
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            first = self.queue.get()
+            if first is None:
+                break
+            batch = [first]
+            deadline = time.monotonic() + BATCH_WINDOW
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    item = self.queue.get(timeout=left)
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                self.manager.delete_now(batch)
+            except Exception as exc:  # reported at shutdown; the reaper retries later
+                log.warning("background delete of %s failed: %s", batch, exc)
+                self.errors.append(f"{', '.join(batch)}: {exc}")
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+
+
+class Supply:
+    """Background supply of fresh machines for one process (see the module docstring)."""
+
+    def __init__(self, manager: MachineManager, pool_size: int) -> None:
+        self.manager = manager
+        self.pool_size = pool_size
+        self.pool = SharedPool(manager.run.shared)
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(2, pool_size * 2), thread_name_prefix="orbstack-supply"
+        )
+        self._lock = threading.Lock()
+        self._prepared: dict[str, list[_Prepared]] = {}  # in preparation, by spec key
+        self._made: dict[str, tuple[str, MachineSpec]] = {}  # pooled names -> (key, spec)
+        self._warm: list[Future[Any]] = []
+        self._deleter = _Deleter(manager)
+        self._closed = False
+
+    # -- warm-up -------------------------------------------------------------------------
+
+    def plan(
+        self, demand: Iterable[tuple[MachineSpec, int]], sessions: Iterable[MachineSpec]
+    ) -> None:
+        """After collection: count demand, start templates/session machines and the pool."""
+        for spec in sessions:
+            self._warm.append(self._executor.submit(self._quiet, self.manager.session, spec))
+        for spec, count in demand:
+            if count <= 0:
+                continue
+            key = spec_key(spec)
+            self.pool.init_demand(key, count)
+            if self.pool_size > 0:
+                self._refill(spec, "function" if spec.isolation == "function" else "module")
+            elif spec.deploy:
+                self._warm.append(self._executor.submit(self._quiet, self.manager.template, spec))
+
+    @staticmethod
+    def _quiet(fn: Callable[[MachineSpec], object], spec: MachineSpec) -> object:
+        # Errors surface when the foreground asks for the same machine (the shared handle
+        # records them); here they are only logged.
+        try:
+            return fn(spec)
+        except Exception as exc:
+            log.info("warm-up of %s failed: %s", spec.describe(), exc)
+            return None
+
+    # -- taking and releasing ------------------------------------------------------------
+
+    def take(self, spec: MachineSpec, kind: str, label: str) -> Machine:
+        """A ready fresh machine for ``spec``: a pooled one if any, else made now."""
+        key = spec_key(spec)
+        if self.pool_size > 0 and not self._closed:
+            machine = self._from_pool(spec, key)
+            if machine is not None:
+                self._refill(spec, kind)
+                return machine
+        self.pool.reserve(key)  # count this one against the remaining demand
+        machine = self.manager.fresh(spec, kind=kind, label=label)
+        if self.pool_size > 0:
+            self._refill(spec, kind)
+        return machine
+
+    def _from_pool(self, spec: MachineSpec, key: str) -> Machine | None:
+        limit = time.monotonic() + self.manager.policy.deadline * 2
+        while time.monotonic() < limit:
+            name = self.pool.claim(key)
+            if name is not None:
+                return self._adopt(name, spec)
+            with self._lock:
+                pending = [p for p in self._prepared.get(key, []) if not p.future.done()]
+                failed = [
+                    p
+                    for p in self._prepared.get(key, [])
+                    if p.future.done() and p.future.exception() is not None
+                ]
+            if failed:
+                with self._lock:
+                    self._prepared[key].remove(failed[0])
+                raise failed[0].future.exception()  # type: ignore[misc]
+            if not pending:
+                return None
+            wait([p.future for p in pending], timeout=1.0, return_when=FIRST_COMPLETED)
+        return None
+
+    def _adopt(self, name: str, spec: MachineSpec) -> Machine:
+        with self._lock:
+            self._made.pop(name, None)
+        machine = self.manager.machine(name, spec)
+        self.manager.adopt_fresh(machine)
+        return machine
+
+    def release(self, machine: Machine, *, keep: bool = False) -> None:
+        if keep or self._closed:
+            self.manager.release(machine, keep=keep)
+            return
+        self.manager.forget_owned(machine.name)
+        self._deleter.put(machine.name)
+
+    # -- background preparation ----------------------------------------------------------
+
+    def _refill(self, spec: MachineSpec, kind: str) -> None:
+        key = spec_key(spec)
+        with self._lock:
+            prepared = self._prepared.setdefault(key, [])
+            prepared[:] = [p for p in prepared if not p.future.done() or p.future.exception()]
+            in_flight = sum(1 for p in prepared if not p.future.done())
+            room = self.pool_size - in_flight - self._ready_here(key)
+            for _ in range(max(0, room)):
+                if self._closed or not self.pool.reserve(key):
+                    break
+                future = self._executor.submit(self._prepare, spec, kind, key)
+                prepared.append(_Prepared(spec, kind, future))
+
+    def _ready_here(self, key: str) -> int:
+        return sum(1 for k, _ in self._made.values() if k == key)
+
+    def _prepare(self, spec: MachineSpec, kind: str, key: str) -> Machine:
+        machine = self.manager.fresh(spec, kind=kind, label="pool")
+        self.manager.forget_owned(machine.name)  # the supply answers for it until claimed
+        with self._lock:
+            self._made[machine.name] = (key, spec)
+        self.pool.offer(key, machine.name)
+        return machine
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    def shutdown(self) -> list[str]:
+        """Join all background work; delete pooled machines nobody claimed.  Returns errors."""
+        self._closed = True
+        with self._lock:
+            futures = [p.future for ps in self._prepared.values() for p in ps]
+        for future in futures:
+            future.cancel()
+        pending: list[Future[Any]] = [*futures, *self._warm]
+        wait(pending)
+        with self._lock:
+            unused = [name for name, (key, _) in self._made.items() if self.pool.claim(key, name)]
+            self._made.clear()
+        for name in unused:
+            self._deleter.put(name)
+        self._deleter.close()
+        self._executor.shutdown(wait=True)
+        for name in unused:
+            self.manager.recorder.outcome(name, "unused, deleted")
+        return list(self._deleter.errors)
+
+
+__all__ = ["SharedPool", "Supply", "spec_key"]
