@@ -23,6 +23,18 @@ from pytest_orbstack.orbctl import Orbctl
 
 pytest_plugins = ["pytester"]
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        type=int,
+        default=0,
+        metavar="N",
+        help="reliability soak: run the fault, kill and concurrency tests N times each "
+        "(default 0: the short CI form); see docs/reliability.md",
+    )
+
+
 # pytester points HOME at each test's temporary directory; pin the simulator's base image cache
 # to the real one first, so pytester sessions do not debootstrap a base of their own.
 os.environ.setdefault(
