@@ -64,7 +64,8 @@ OPTIONS = (
     Option("max-creates", "cap on concurrent machine creates/clones across all xdist workers "
            "(0 = no cap)", "ORBSTACK_MAX_CREATES", "0", metavar="N"),
     Option("report", "write a JSON report of machines and timings to PATH", None, metavar="PATH"),
-    Option("pool-size", "fresh machines prepared ahead of demand, per spec and worker (default 2; 0 = off)",
+    Option("pool-size", "fresh machines prepared ahead of demand, per spec and worker "
+           "(default 2; 0 = off)",
            "ORBSTACK_POOL_SIZE", "2", metavar="N"),
 )  # fmt: skip
 

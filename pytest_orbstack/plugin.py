@@ -26,7 +26,7 @@ from pytest_orbstack.orbctl import Orbctl
 from pytest_orbstack.registry import Owner, Registry
 from pytest_orbstack.report import Recorder, failure_section, summary_lines, write_json
 from pytest_orbstack.spec import MachineSpec, build_spec, new_run_id
-from pytest_orbstack.supply import Supply
+from pytest_orbstack.supply import SharedPool, Supply
 
 log = logging.getLogger("pytest_orbstack")
 
@@ -132,6 +132,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_XdistHooks(), "orbstack-xdist")
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from pytest_orbstack import testinfra_backend
+
+    testinfra_backend.forget_client_factory()
+
+
 def _run_context(config: pytest.Config) -> RunContext:
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     factory = config._tmp_path_factory  # type: ignore[attr-defined]
@@ -220,7 +226,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:
         if "orb_vm" not in getattr(item, "fixturenames", ()):
             continue
-        spec = state.spec_for(item)
+        try:
+            spec = state.spec_for(item)
+        except ConfigError:
+            return  # reported as a usage error by pytest_collection_modifyitems
         if spec.isolation == "session":
             sessions[spec] = None
         else:
@@ -452,21 +461,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _finish_run(state: OrbState) -> None:
-    """Controller / single process: remove this run's session machines and templates."""
+    """Controller / single process: remove this run's session machines and templates, and
+    machines that workers prepared ahead but no test claimed."""
     registry = state.registry
     if not registry.of_run(state.run.run_id):
         return
     manager = state.manager()
+    unclaimed = SharedPool(state.run.shared).leftovers()
     keep = state.settings.keep
-    if keep == "always":
-        manager.finish_run(keep_session=True)
-        return
     if keep == "on-failure":
         for rec in registry.of_run(state.run.run_id):
             if rec.name in state.failed_machines and rec.kind in ("session", "reuse"):
                 registry.update(rec.name, kept=True, state="kept")
                 state.recorder.outcome(rec.name, "kept")
-    manager.finish_run()
+    manager.finish_run(keep_session=keep == "always")
+    for name in unclaimed:
+        state.recorder.machine(name, "?", "function", "pool").outcome = "unused, deleted"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

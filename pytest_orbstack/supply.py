@@ -66,28 +66,58 @@ class SharedPool:
         (self._dir(key) / "demand.json").write_text(json.dumps({"remaining": remaining}))
         return {"total": remaining}
 
-    def reserve(self, key: str) -> bool:
-        """Take one unit of remaining demand; False when none is left (or none was counted)."""
-        path = self._dir(key) / "demand.json"
+    def reserve(self, key: str, *, ahead: bool = False) -> bool:
+        """Take one unit of remaining demand; False when none is left (or none was counted).
+
+        ``ahead`` marks it as a machine being prepared for whoever claims it (counted in
+        ``in_flight`` until it is offered or its preparation fails)."""
         with self.shared.lock(f"pool-{key}"):
-            try:
-                remaining = int(json.loads(path.read_text())["remaining"])
-            except (OSError, ValueError, KeyError):
+            data = self._read(key)
+            if data is None or data["remaining"] <= 0:
                 return False
-            if remaining <= 0:
-                return False
-            path.write_text(json.dumps({"remaining": remaining - 1}))
+            data["remaining"] -= 1
+            if ahead:
+                data["in_flight"] = data.get("in_flight", 0) + 1
+            self._store(key, data)
             return True
 
-    def remaining(self, key: str) -> int:
+    def settle(self, key: str) -> None:
+        """A machine prepared ahead was offered, or its preparation failed."""
+        with self.shared.lock(f"pool-{key}"):
+            data = self._read(key)
+            if data is not None:
+                data["in_flight"] = max(0, data.get("in_flight", 0) - 1)
+                self._store(key, data)
+
+    def in_flight(self, key: str) -> int:
+        data = self._read(key)
+        return int(data.get("in_flight", 0)) if data else 0
+
+    def _read(self, key: str) -> dict[str, int] | None:
         try:
-            return int(json.loads((self._dir(key) / "demand.json").read_text())["remaining"])
+            data = json.loads((self._dir(key) / "demand.json").read_text())
+            return {"remaining": int(data["remaining"]), "in_flight": int(data.get("in_flight", 0))}
         except (OSError, ValueError, KeyError):
-            return 0
+            return None
+
+    def _store(self, key: str, data: dict[str, int]) -> None:
+        (self._dir(key) / "demand.json").write_text(json.dumps(data))
+
+    def remaining(self, key: str) -> int:
+        data = self._read(key)
+        return data["remaining"] if data else 0
 
     def offer(self, key: str, name: str) -> None:
         with self.shared.lock(f"pool-{key}"):
             (self._dir(key) / f"{name}.ready").write_text(str(time.time()))
+            data = self._read(key)
+            if data is not None:
+                data["in_flight"] = max(0, data.get("in_flight", 0) - 1)
+                self._store(key, data)
+
+    def leftovers(self) -> list[str]:
+        """Names still offered and never claimed, across every spec (the run's end)."""
+        return sorted(p.name[: -len(".ready")] for p in self.shared.path.glob("pool-*/*.ready"))
 
     def claim(self, key: str, name: str | None = None) -> str | None:
         """Claim the oldest ready machine (or ``name``); None when there is none."""
@@ -205,39 +235,47 @@ class Supply:
     # -- taking and releasing ------------------------------------------------------------
 
     def take(self, spec: MachineSpec, kind: str, label: str) -> Machine:
-        """A ready fresh machine for ``spec``: a pooled one if any, else made now."""
+        """A ready fresh machine for ``spec``: a pooled one if any is ready or on its way
+        (prepared by any worker), else one made now."""
         key = spec_key(spec)
         if self.pool_size > 0 and not self._closed:
             machine = self._from_pool(spec, key)
             if machine is not None:
                 self._refill(spec, kind)
                 return machine
-        self.pool.reserve(key)  # count this one against the remaining demand
+        else:
+            self.pool.reserve(key)  # count this one against the remaining demand
         machine = self.manager.fresh(spec, kind=kind, label=label)
         if self.pool_size > 0:
             self._refill(spec, kind)
         return machine
 
     def _from_pool(self, spec: MachineSpec, key: str) -> Machine | None:
+        """Claim a prepared machine, waiting for ones in preparation.  ``None`` means: make
+        one now (a unit of demand has then been reserved for it, if any was left)."""
         limit = time.monotonic() + self.manager.policy.deadline * 2
         while time.monotonic() < limit:
             name = self.pool.claim(key)
             if name is not None:
                 return self._adopt(name, spec)
             with self._lock:
-                pending = [p for p in self._prepared.get(key, []) if not p.future.done()]
-                failed = [
-                    p
-                    for p in self._prepared.get(key, [])
-                    if p.future.done() and p.future.exception() is not None
-                ]
+                mine = self._prepared.get(key, [])
+                pending = [p for p in mine if not p.future.done()]
+                failed = [p for p in mine if p.future.done() and p.future.exception()]
+                if failed:
+                    mine.remove(failed[0])
             if failed:
-                with self._lock:
-                    self._prepared[key].remove(failed[0])
                 raise failed[0].future.exception()  # type: ignore[misc]
-            if not pending:
-                return None
-            wait([p.future for p in pending], timeout=1.0, return_when=FIRST_COMPLETED)
+            if pending:
+                wait([p.future for p in pending], timeout=0.5, return_when=FIRST_COMPLETED)
+                continue
+            if self.pool.reserve(key):
+                return None  # nothing on its way: make it now
+            if self.pool.in_flight(key) == 0:
+                # nothing on its way any more; one may have been offered since we looked
+                name = self.pool.claim(key)
+                return self._adopt(name, spec) if name is not None else None
+            time.sleep(0.1)  # another worker is preparing one for whoever claims it
         return None
 
     def _adopt(self, name: str, spec: MachineSpec) -> Machine:
@@ -245,6 +283,8 @@ class Supply:
             self._made.pop(name, None)
         machine = self.manager.machine(name, spec)
         self.manager.adopt_fresh(machine)
+        # another worker may have prepared it: make sure this process reports on it too
+        self.manager.recorder.machine(name, spec.image, spec.isolation, spec.isolation)
         return machine
 
     def release(self, machine: Machine, *, keep: bool = False) -> None:
@@ -264,7 +304,7 @@ class Supply:
             in_flight = sum(1 for p in prepared if not p.future.done())
             room = self.pool_size - in_flight - self._ready_here(key)
             for _ in range(max(0, room)):
-                if self._closed or not self.pool.reserve(key):
+                if self._closed or not self.pool.reserve(key, ahead=True):
                     break
                 future = self._executor.submit(self._prepare, spec, kind, key)
                 prepared.append(_Prepared(spec, kind, future))
@@ -273,7 +313,11 @@ class Supply:
         return sum(1 for k, _ in self._made.values() if k == key)
 
     def _prepare(self, spec: MachineSpec, kind: str, key: str) -> Machine:
-        machine = self.manager.fresh(spec, kind=kind, label="pool")
+        try:
+            machine = self.manager.fresh(spec, kind=kind, label="pool")
+        except BaseException:
+            self.pool.settle(key)
+            raise
         self.manager.forget_owned(machine.name)  # the supply answers for it until claimed
         with self._lock:
             self._made[machine.name] = (key, spec)
@@ -292,7 +336,13 @@ class Supply:
         pending: list[Future[Any]] = [*futures, *self._warm]
         wait(pending)
         with self._lock:
-            unused = [name for name, (key, _) in self._made.items() if self.pool.claim(key, name)]
+            if self.manager.run.is_worker:
+                # Other workers may still claim them; the controller deletes what is left.
+                unused = []
+            else:
+                unused = [
+                    name for name, (key, _) in self._made.items() if self.pool.claim(key, name)
+                ]
             self._made.clear()
         for name in unused:
             self._deleter.put(name)

@@ -114,6 +114,12 @@ def register_orb_backend(client_factory: Callable[[], Orbctl] | None = None) -> 
     return True
 
 
+def forget_client_factory() -> None:
+    """Undo :func:`register_orb_backend`'s ``client_factory`` (the plugin's unconfigure)."""
+    global _client_factory
+    _client_factory = None
+
+
 def default_client() -> Orbctl:
     """The client ``orb://`` hosts use when none was given (see :func:`register_orb_backend`)."""
     if _client_factory is not None:
@@ -278,6 +284,7 @@ __all__ = [
     "backend_class",
     "default_client",
     "host_for",
+    "forget_client_factory",
     "register_orb_backend",
     "testinfra_available",
 ]
