@@ -325,9 +325,12 @@ def orb_vm(
     if spec.isolation == "session":
         machine = _orb_state.manager().session(spec)
     elif spec.isolation == "module":
-        machine = _orb_module_scope.machines.get(spec) or _orb_module_scope.machines.setdefault(
-            spec, _orb_module_scope.fresh(spec, "module", label_for(request.node.module.__name__))
-        )
+        machine = _orb_module_scope.machines.get(spec)  # type: ignore[assignment]
+        if machine is None:
+            label = label_for(request.node.module.__name__)
+            machine = _orb_module_scope.machines[spec] = _orb_module_scope.fresh(
+                spec, "module", label
+            )
     else:
         machine = _orb_function_scope.fresh(spec, "function", label_for(request.node.nodeid))
         _orb_function_scope.machines[spec] = machine
