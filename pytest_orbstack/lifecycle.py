@@ -13,6 +13,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,6 +274,25 @@ class MachineManager:
         )
         self.recorder.machine(name, spec.image, spec.isolation, kind)
 
+    @contextmanager
+    def _making(self, name: str, spec: MachineSpec, kind: str, content: str = "") -> Iterator[None]:
+        """Record ``name`` before it exists; on failure remove it (or, if it turned out not to
+        be ours, forget it so nothing ever deletes the other machine); on success mark it
+        ready."""
+        self._register(name, spec, kind, content)
+        try:
+            yield
+        except (MachineExistsError, _CloneUnsupported):
+            # Not made by us (an earlier attempt of ours would have been settled by the retry
+            # policy), or not made at all.
+            self.registry.forget(name)
+            raise
+        except BaseException:
+            self._cleanup_failed(name)
+            raise
+        self.registry.update(name, state="ready")
+        self.recorder.outcome(name, "created")
+
     def _create_ready(
         self,
         name: str,
@@ -281,8 +302,7 @@ class MachineManager:
         provision: bool,
         content: str = "",
     ) -> Machine:
-        self._register(name, spec, kind, content)
-        try:
+        with self._making(name, spec, kind, content):
             with (
                 self.run.shared.create_slot(self.settings.max_creates),
                 self.recorder.phase(name, "create"),
@@ -301,21 +321,10 @@ class MachineManager:
             self._wait_ready(machine)
             if provision and spec.deploy:
                 self._provision(machine, spec)
-        except MachineExistsError:
-            # Not ours (an earlier attempt of ours would have been settled by the retry
-            # policy): drop the record so nothing ever deletes the other machine.
-            self.registry.forget(name)
-            raise
-        except BaseException:
-            self._cleanup_failed(name)
-            raise
-        self.registry.update(name, state="ready")
-        self.recorder.outcome(name, "created")
         return machine
 
     def _clone_ready(self, template: str, name: str, spec: MachineSpec, kind: str) -> Machine:
-        self._register(name, spec, kind)
-        try:
+        with self._making(name, spec, kind):
             with (
                 self.run.shared.create_slot(self.settings.max_creates),
                 self.recorder.phase(name, "clone"),
@@ -331,17 +340,6 @@ class MachineManager:
                 start_machine(self.client, self.policy, name)
             machine = self.machine(name, spec)
             self._wait_ready(machine)
-        except _CloneUnsupported:
-            self.registry.forget(name)
-            raise
-        except MachineExistsError:
-            self.registry.forget(name)
-            raise
-        except BaseException:
-            self._cleanup_failed(name)
-            raise
-        self.registry.update(name, state="ready")
-        self.recorder.outcome(name, "created")
         return machine
 
     def _wait_ready(self, machine: Machine) -> None:
