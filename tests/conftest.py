@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_orbstack.machine import Machine
 from pytest_orbstack.orbctl import Orbctl
 
 pytest_plugins = ["pytester"]
@@ -140,3 +141,25 @@ def new_machine(sim_home: SimHome) -> Iterator[Callable[..., str]]:
     gone = [n for n in made if n in existing]
     if gone:
         client.delete(*gone)
+
+
+def module_machine(sim: SimHome, prefix: str) -> Iterator[Machine]:
+    """Body of a module-scoped fixture: one simulator machine, deleted afterwards."""
+    client = sim.client()
+    name = sim.unique_name(prefix)
+    client.create("debian:bookworm", name)
+    try:
+        yield Machine(name, client)
+    finally:
+        if name in {r.name for r in client.list()}:
+            client.delete(name)
+
+
+def read(vm: Machine, path: str) -> str:
+    """A file's content in the machine, read as root."""
+    return vm.run(["cat", path], user="root", check=True).stdout
+
+
+def stat(vm: Machine, path: str) -> str:
+    """``owner group mode`` of a path in the machine."""
+    return vm.run(["stat", "-c", "%U %G %a", path], user="root", check=True).stdout.strip()

@@ -20,29 +20,15 @@ from pytest_orbstack.deploy import (
     run_deploy,
 )
 from pytest_orbstack.machine import Machine
+from tests.conftest import SimHome, module_machine, read, stat
 
 DEPLOYS = Path(__file__).resolve().parent.parent / "data" / "deploys"
 WEIRD_DIR = "/tmp/weird dir 'single' \"double\" $HOME; echo pwned"
 
 
 @pytest.fixture(scope="module")
-def vm(sim_home) -> Iterator[Machine]:  # type: ignore[no-untyped-def]
-    client = sim_home.client()
-    name = sim_home.unique_name("dep")
-    client.create("debian:bookworm", name)
-    try:
-        yield Machine(name, client)
-    finally:
-        if name in {r.name for r in client.list()}:
-            client.delete(name)
-
-
-def read(vm: Machine, path: str) -> str:
-    return vm.run(["cat", path], user="root", check=True).stdout
-
-
-def stat(vm: Machine, path: str) -> str:
-    return vm.run(["stat", "-c", "%U %G %a", path], user="root", check=True).stdout.strip()
+def vm(sim_home: SimHome) -> Iterator[Machine]:
+    yield from module_machine(sim_home, "dep")
 
 
 def test_basic_deploy_changes_the_machine_then_is_idempotent(vm: Machine) -> None:

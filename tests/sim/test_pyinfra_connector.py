@@ -21,28 +21,14 @@ import pytest
 
 from pytest_orbstack.deploy import DeployError, run_deploy
 from pytest_orbstack.machine import Machine
+from tests.conftest import SimHome, module_machine, read, stat
 
 WEIRD = 'it\'s "quoted" $HOME `uname`; echo pwned & | > < * ? ~ #'
 
 
 @pytest.fixture(scope="module")
-def vm(sim_home) -> Iterator[Machine]:  # type: ignore[no-untyped-def]
-    client = sim_home.client()
-    name = sim_home.unique_name("conn")
-    client.create("debian:bookworm", name)
-    try:
-        yield Machine(name, client)
-    finally:
-        if name in {r.name for r in client.list()}:
-            client.delete(name)
-
-
-def read(vm: Machine, path: str) -> str:
-    return vm.run(["cat", path], user="root", check=True).stdout
-
-
-def stat(vm: Machine, path: str) -> str:
-    return vm.run(["stat", "-c", "%U %G %a", path], user="root", check=True).stdout.strip()
+def vm(sim_home: SimHome) -> Iterator[Machine]:
+    yield from module_machine(sim_home, "conn")
 
 
 def no_temp_files_left(vm: Machine) -> bool:
