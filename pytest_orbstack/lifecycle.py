@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +117,8 @@ class MachineManager:
         self._owned: dict[str, Machine] = {}  # fresh machines this process must remove
         self._session: dict[str, Machine] = {}
         self._clone_supported: bool | None = None
+        #: Called with one-line progress messages for slow steps (the plugin shows them with -v).
+        self.progress: Callable[[str], None] | None = None
         self._fingerprints: dict[str, str] = {}
 
     # -- public API ------------------------------------------------------------------------
@@ -280,6 +282,8 @@ class MachineManager:
         be ours, forget it so nothing ever deletes the other machine); on success mark it
         ready."""
         self._register(name, spec, kind, content)
+        started = time.monotonic()
+        self._say(f"making {kind} machine {name} ({spec.describe()})")
         try:
             yield
         except (MachineExistsError, _CloneUnsupported):
@@ -292,6 +296,11 @@ class MachineManager:
             raise
         self.registry.update(name, state="ready")
         self.recorder.outcome(name, "created")
+        self._say(f"{name} ready in {time.monotonic() - started:.1f}s")
+
+    def _say(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message)
 
     def _create_ready(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -80,8 +81,24 @@ class OrbState:
             self._manager = MachineManager(
                 client, self.settings, self.run, self.registry, self.recorder
             )
+            if self.config.get_verbosity() > 0 and not self.run.is_worker:
+                self._manager.progress = self._progress
             self._start_watchdog()
         return self._manager
+
+    def _progress(self, message: str) -> None:
+        """Show a slow step with -v (main thread only: background work stays quiet)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"orbstack: {message}")
+        else:
+            reporter.write_line(f"orbstack: {message}")
 
     def supply(self) -> Supply:
         if self._supply is None:

@@ -330,3 +330,24 @@ def test_ctrl_c_during_create_leaves_nothing(
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert _wait_for(lambda: orb_env.names() == [], timeout=60), (orb_env.names(), out[-3000:])
+
+
+def test_verbose_mode_shows_slow_steps(pytester: pytest.Pytester, orb_env: OrbEnv) -> None:
+    pytester.makepyfile(
+        test_v="""
+        import pytest
+        @pytest.mark.orbstack(isolation="function")
+        def test_a(orb_vm):
+            pass
+        """
+    )
+    result = run(pytester, "-v", "--orbstack-pool-size=0")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "orbstack: making function machine orbpt-*(debian:bookworm)",
+            "orbstack: orbpt-* ready in *s",
+        ]
+    )
+    quiet = run(pytester, "--orbstack-pool-size=0")
+    assert "orbstack: making" not in quiet.stdout.str()
