@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -46,7 +47,7 @@ def main() -> int:
         "-n", args.workers, "--soak", str(args.iterations), "-m", "soak",
         "-k", " or ".join(SELECT[k] for k in kinds),
     ]  # fmt: skip
-    print("$ " + " ".join(argv[1:]), flush=True)
+    print("$ python3 " + shlex.join(argv[1:]), flush=True)
     started = time.monotonic()
     proc = subprocess.run(
         argv, cwd=ROOT, env={**os.environ, "ORBSTACK_SOAK_RESULTS": str(results)}, check=False

@@ -132,13 +132,18 @@ def test_transient_faults_and_hangs_pass_with_no_leaks(
         assert seen.get("fail", 0) >= 3, seen
         assert seen.get("hang", 0) + seen.get("detach", 0) >= 1, seen
     # the deploy was provisioned into one template, once, however often its create failed
+    made = [op for op in read_ops(orb_env.sim.home) if _made(op)]
     templates = {
-        op["args"][-1]
-        for op in read_ops(orb_env.sim.home)
-        if op["cmd"] == "create" and "-tpl-" in op["args"][-1] and op.get("rc") == 0
+        op["args"][-1] for op in made if op["cmd"] == "create" and "-tpl-" in op["args"][-1]
     }
     assert len(templates) == 1, templates
-    assert count(orb_env.sim.home, "clone", ok=True) >= 2
+    assert len([op for op in made if op["cmd"] == "clone"]) >= 2
+
+
+def _made(op: dict[str, object]) -> bool:
+    """The call made its machine: it exited 0, or its client hung while the simulator finished
+    it in the background ("detach": logged once, when done, with ``completed``)."""
+    return op.get("rc") == 0 or op.get("completed") is True
 
 
 def _inner(result: pytest.RunResult) -> str:
