@@ -336,6 +336,9 @@ class MachineManager:
         with self._making(name, spec, kind):
             with (
                 self.run.shared.create_slot(self.settings.max_creates),
+                # OrbStack holds the source during a clone: concurrent clones of one template
+                # fail with "operations are in progress: clone".  Take turns, run-wide.
+                self.run.shared.lock(f"clone-{template}"),
                 self.recorder.phase(name, "clone"),
             ):
                 try:
