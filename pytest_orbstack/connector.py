@@ -186,11 +186,13 @@ def _runs_as_other_user(arguments: Mapping[str, Any]) -> bool:
     return False
 
 
-def _write_host_temp(filename_or_io: Any, *, readable: bool) -> str:
+def _write_host_temp(filename_or_io: Any) -> str:
     """Copy a path or file object into ``data`` in a new private (0700) host temp directory.
 
-    The file is 0600 unless ``readable`` (0644: the copy into place runs as another machine
-    user, who must read the machine-side copy; the directory keeps it private on the host).
+    The file itself is 0644, as a file uploaded over SSH would be: ``cp`` gives a new
+    destination its source's mode, and the copy into place may run as another machine user who
+    must read the machine-side copy.  The 0700 directory keeps it private on the host; set
+    ``mode=`` on the operation for secrets.
     ``orbctl push`` reads it as the Mac user who owns it (OrbStack's file sharing acts as that
     user); the simulator stages it as root.  Keeping it private matters: templates may render
     secrets.  Returns the file's path; remove its directory when done.
@@ -204,8 +206,7 @@ def _write_host_temp(filename_or_io: Any, *, readable: bool) -> str:
             if isinstance(data, str):
                 data = data.encode("utf-8")
             out.write(data)
-        if readable:
-            os.chmod(path, 0o644)
+        os.chmod(path, 0o644)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -428,7 +429,7 @@ class OrbConnector(BaseConnector):
         remote_temp = self._remote_temp_path(remote_temp_filename)
         quoted_temp = QuoteString(remote_temp)
         other_user = _runs_as_other_user(arguments)
-        local_temp = _write_host_temp(filename_or_io, readable=other_user)
+        local_temp = _write_host_temp(filename_or_io)
         removed = False
         try:
             call = _blocking(self.client.push, self.machine, [local_temp], remote_temp)

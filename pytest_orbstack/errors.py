@@ -101,6 +101,12 @@ class OrbctlTimeoutError(OrbctlError):
         super().__init__(argv, None, stderr, message=f"timed out after {timeout:g}s (killed)")
 
 
+class OrbctlAbortedError(OrbctlError):
+    """The client was aborted (Ctrl-C): the call was killed, or refused before it started."""
+
+    kind = "aborted"
+
+
 # Ordered (pattern, class) table, from orbctl-reference.md section 9.  The first match wins, so
 # specific texts come before the more general ones.  Every pattern is a specific phrase.
 _RULES: tuple[tuple[re.Pattern[str], type[OrbctlError]], ...] = tuple(

@@ -121,6 +121,15 @@ class MachineManager:
         self.progress: Callable[[str], None] | None = None
         self._fingerprints: dict[str, str] = {}
 
+    def sibling(self) -> MachineManager:
+        """A manager for background work: same run, registry and recorder, its own client (so
+        its calls can be aborted without touching the foreground's)."""
+        other = MachineManager(
+            self.client.copy(), self.settings, self.run, self.registry, self.recorder
+        )
+        other._fingerprints = self._fingerprints
+        return other
+
     # -- public API ------------------------------------------------------------------------
 
     def fresh(self, spec: MachineSpec, *, kind: str, label: str = "") -> Machine:

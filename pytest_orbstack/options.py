@@ -8,6 +8,7 @@ raise :class:`pytest.UsageError` naming the option and what it accepts.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import sys
@@ -163,8 +164,8 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
 
 def _positive_float(value: str) -> float:
     number = float(value)
-    if not number > 0:
-        raise ValueError("must be a positive number of seconds")
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError("must be a positive, finite number of seconds")
     return number
 
 

@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pytest_orbstack.errors import (
+    OrbctlAbortedError,
     OrbctlError,
     OrbctlTimeoutError,
     OrbStackUnavailableError,
@@ -207,6 +209,31 @@ class Orbctl:
         self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
         self.env = dict(env) if env is not None else None
         self.observer = observer
+        self._live: set[subprocess.Popen[bytes]] = set()
+        self._live_lock = threading.Lock()
+        self._aborted = False
+
+    def copy(self) -> Orbctl:
+        """A client with the same settings (and its own :meth:`abort`)."""
+        return Orbctl(
+            self.executable,
+            timeout=self.default_timeout,
+            timeouts=self.timeouts,
+            env=self.env,
+            observer=self.observer,
+        )
+
+    def abort(self) -> None:
+        """Kill every call in flight (with its process group) and refuse new ones.
+
+        For background work on Ctrl-C: a hung ``orbctl`` must not hold the run for its whole
+        timeout.  Calls in flight and later calls raise :class:`OrbctlAbortedError`.
+        """
+        self._aborted = True
+        with self._live_lock:
+            live = list(self._live)
+        for proc in live:
+            _kill_group(proc)
 
     def __repr__(self) -> str:
         return f"Orbctl({self.executable!r})"
@@ -241,6 +268,8 @@ class Orbctl:
                 raise TypeError(f"orbctl arguments must be strings, got {arg!r} in {argv!r}")
         limit = timeout if timeout is not None else self.timeout_for(args[0] if args else "")
         started = time.monotonic()
+        if self._aborted:
+            raise OrbctlAbortedError(argv, None, "", message="aborted before it started")
         try:
             proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
                 argv,
@@ -255,6 +284,8 @@ class Orbctl:
             raise OrbStackUnavailableError(
                 argv, None, str(exc), message=f"cannot run {self.executable!r}: {exc}"
             ) from exc
+        with self._live_lock:
+            self._live.add(proc)
         try:
             stdout, stderr = proc.communicate(input=input, timeout=limit)
         except subprocess.TimeoutExpired:
@@ -267,7 +298,12 @@ class Orbctl:
             _kill_group(proc)
             proc.wait()
             raise
+        finally:
+            with self._live_lock:
+                self._live.discard(proc)
         self._observe(argv, proc.returncode, started)
+        if self._aborted:
+            raise OrbctlAbortedError(argv, proc.returncode, "", message="killed by abort()")
         return CompletedCall(argv, proc.returncode, stdout, stderr, time.monotonic() - started)
 
     def check(

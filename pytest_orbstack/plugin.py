@@ -457,7 +457,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None:
         return
     if state._supply is not None:
-        for error in state._supply.shutdown():
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        for error in state._supply.shutdown(interrupted=interrupted):
             log.warning("pytest-orbstack: %s", error)
     if state._manager is not None:
         state._manager.finish_process()

@@ -192,6 +192,7 @@ class Supply:
 
     def __init__(self, manager: MachineManager, pool_size: int) -> None:
         self.manager = manager
+        self.background = manager.sibling()  # its client can be aborted on Ctrl-C
         self.pool_size = pool_size
         self.pool = SharedPool(manager.run.shared)
         self._executor = ThreadPoolExecutor(
@@ -211,7 +212,7 @@ class Supply:
     ) -> None:
         """After collection: count demand, start templates/session machines and the pool."""
         for spec in sessions:
-            self._warm.append(self._executor.submit(self._quiet, self.manager.session, spec))
+            self._warm.append(self._executor.submit(self._quiet, self.background.session, spec))
         for spec, count in demand:
             if count <= 0:
                 continue
@@ -220,7 +221,9 @@ class Supply:
             if self.pool_size > 0:
                 self._refill(spec, "function" if spec.isolation == "function" else "module")
             elif spec.deploy:
-                self._warm.append(self._executor.submit(self._quiet, self.manager.template, spec))
+                self._warm.append(
+                    self._executor.submit(self._quiet, self.background.template, spec)
+                )
 
     @staticmethod
     def _quiet(fn: Callable[[MachineSpec], object], spec: MachineSpec) -> object:
@@ -314,11 +317,11 @@ class Supply:
 
     def _prepare(self, spec: MachineSpec, kind: str, key: str) -> Machine:
         try:
-            machine = self.manager.fresh(spec, kind=kind, label="pool")
+            machine = self.background.fresh(spec, kind=kind, label="pool")
         except BaseException:
             self.pool.settle(key)
             raise
-        self.manager.forget_owned(machine.name)  # the supply answers for it until claimed
+        self.background.forget_owned(machine.name)  # the supply answers for it until claimed
         with self._lock:
             self._made[machine.name] = (key, spec)
         self.pool.offer(key, machine.name)
@@ -326,13 +329,20 @@ class Supply:
 
     # -- shutdown ------------------------------------------------------------------------
 
-    def shutdown(self) -> list[str]:
-        """Join all background work; delete pooled machines nobody claimed.  Returns errors."""
+    def shutdown(self, *, interrupted: bool = False) -> list[str]:
+        """Join all background work; delete pooled machines nobody claimed.  Returns errors.
+
+        ``interrupted`` (Ctrl-C): kill background ``orbctl`` calls in flight instead of
+        waiting them out; what they leave is recorded in the registry and removed by the
+        run's own cleanup, or by the watchdog.
+        """
         self._closed = True
         with self._lock:
             futures = [p.future for ps in self._prepared.values() for p in ps]
         for future in futures:
             future.cancel()
+        if interrupted:
+            self.background.client.abort()
         pending: list[Future[Any]] = [*futures, *self._warm]
         wait(pending)
         with self._lock:

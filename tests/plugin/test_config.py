@@ -147,7 +147,7 @@ def test_class_and_module_markers_merge(pytester: pytest.Pytester) -> None:
         (["--orbstack-backend=docker"], "must be one of auto, orbctl, sim"),
         (["--orbstack-retries=-1"], "must not be negative"),
         (["--orbstack-max-creates=two"], "must be a whole number"),
-        (["--orbstack-timeout=0"], "must be a positive number of seconds"),
+        (["--orbstack-timeout=0"], "must be a positive, finite number of seconds"),
         (["--orbstack-image=debian:"], "is not an image string"),
         (["--orbstack-pool-size=x"], "must be a whole number"),
     ],

@@ -101,8 +101,8 @@ def test_bad_marker_is_a_usage_error_not_an_internal_error(
 BAD_OPTIONS = [
     (["--orbstack-backend=docker"], {}, "", "--orbstack-backend='docker' (from command line): "
      "must be one of auto, orbctl, sim"),
-    (["--orbstack-timeout=0"], {}, "", "must be a positive number of seconds"),
-    (["--orbstack-timeout=nan"], {}, "", "must be a positive number of seconds"),
+    (["--orbstack-timeout=0"], {}, "", "must be a positive, finite number of seconds"),
+    (["--orbstack-timeout=nan"], {}, "", "must be a positive, finite number of seconds"),
     (["--orbstack-timeout=soon"], {}, "", "--orbstack-timeout='soon' (from command line)"),
     (["--orbstack-retries=-1"], {}, "", "--orbstack-retries='-1' (from command line): must not "
      "be negative"),
@@ -144,11 +144,6 @@ def test_bad_option_values_are_usage_errors(
     assert not list(pytester.path.rglob("CANARY"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="options.py _positive_float accepts inf (and 1e999): every orbctl call then dies "
-    "with OverflowError in subprocess.communicate(timeout=inf), an internal traceback",
-)
 def test_infinite_timeout_is_a_usage_error(pytester: pytest.Pytester, orb_env: OrbEnv) -> None:
     pytester.makepyfile(test_opt="def test_x(orb_vm):\n    pass\n")
     result = run_pytester(pytester, "--orbstack-timeout=inf")

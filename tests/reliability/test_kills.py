@@ -211,14 +211,7 @@ def test_ctrl_c_during_create_leaves_nothing(
     "pool",
     [
         0,
-        pytest.param(
-            2,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="supply.Supply.shutdown() waits without bound for background creates: "
-                "Ctrl-C waits out the hung call's timeout, then the retry policy goes on",
-            ),
-        ),
+        2,
     ],
 )
 def test_ctrl_c_during_hung_create_leaves_nothing(

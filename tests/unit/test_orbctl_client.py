@@ -178,3 +178,38 @@ def test_observer_sees_every_call(fake: FakeOrbctl) -> None:
     with pytest.raises(MachineNotFoundError):
         client.delete("a")
     assert seen == [(["list", "-f", "json"], 0), (["delete", "-f", "a"], 1)]
+
+
+def test_abort_kills_calls_in_flight_and_refuses_new_ones(fake: FakeOrbctl) -> None:
+    import threading
+
+    from pytest_orbstack.errors import OrbctlAbortedError
+
+    fake.expect("create", sleep=60)
+    client = fake.client()
+    errors: list[BaseException] = []
+
+    def hung() -> None:
+        try:
+            client.create("debian", "hung", timeout=120)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=hung)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not fake.calls and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    client.abort()
+    thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 10
+    assert len(errors) == 1
+    assert isinstance(errors[0], OrbctlAbortedError)
+    with pytest.raises(OrbctlAbortedError):
+        client.list()
+    assert len(fake.calls) == 1  # the refused call never ran
+    fresh = client.copy()  # a copy is not aborted
+    fake.expect("list", stdout="[]")
+    assert fresh.list() == []
