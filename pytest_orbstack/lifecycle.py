@@ -8,6 +8,7 @@ leaves a record the reaper (or the watchdog) can act on, and nothing else is eve
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -235,7 +236,16 @@ class MachineManager:
         if fp is None:
             from pytest_orbstack.deploy import deploy_fingerprint
 
-            fp = self._fingerprints[spec.deploy] = deploy_fingerprint(spec.deploy)
+            # Once per run, shared by every process: all workers key the same template even if
+            # files beside the deploy change while the run goes on.
+            deploy = spec.deploy
+            key = "fingerprint-" + hashlib.sha256(deploy.encode()).hexdigest()[:16]
+            handle, _ = self.run.shared.get_or_make(
+                key, lambda: {"fingerprint": deploy_fingerprint(deploy)}
+            )
+            if "error" in handle:
+                raise ProvisionError(f"cannot fingerprint deploy {deploy}: {handle['error']}")
+            fp = self._fingerprints[deploy] = str(handle["fingerprint"])
         return fp
 
     def finish_process(self) -> None:
