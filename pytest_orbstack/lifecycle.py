@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,24 +255,31 @@ class MachineManager:
         if leftovers:
             self._delete(leftovers)
 
-    def finish_run(self, *, keep_session: bool = False) -> None:
-        """The whole run is done (controller / single process): remove session machines and
-        templates of this run, unless reuse keeps them."""
-        records = self.registry.of_run(self.run.run_id)
+    def finish_run(self, *, failed: Collection[str] = (), unclaimed: Collection[str] = ()) -> None:
+        """The whole run is done (controller / single process): remove this run's session
+        machines, templates and leftovers, by the keep policy.
+
+        ``failed`` names machines that served a failing test (kept with ``on-failure``);
+        ``unclaimed`` names machines prepared ahead that no test took (reported as such).
+        """
+        keep = self.settings.keep
         doomed = []
-        for rec in records:
+        for rec in self.registry.of_run(self.run.run_id):
             if rec.kept:
                 continue
             if rec.persistent and rec.state == "ready":
                 self.recorder.outcome(rec.name, "kept for reuse")
                 continue
-            if rec.kind == "session" and keep_session:
+            shared = rec.kind in ("session", "reuse")
+            if shared and (keep == "always" or (keep == "on-failure" and rec.name in failed)):
                 self.registry.update(rec.name, kept=True, state="kept")
                 self.recorder.outcome(rec.name, "kept")
                 continue
             doomed.append(rec.name)
         if doomed:
             self._delete(doomed)
+        for name in unclaimed:
+            self.recorder.machine(name, "?", "function", "pool").outcome = "unused, deleted"
 
     def reap(self) -> list[str]:
         """Delete machines of runs whose owner process is provably dead (start-up reaper)."""

@@ -482,22 +482,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _finish_run(state: OrbState) -> None:
-    """Controller / single process: remove this run's session machines and templates, and
-    machines that workers prepared ahead but no test claimed."""
-    registry = state.registry
-    if not registry.of_run(state.run.run_id):
+    """Controller / single process: the run's shared machines and leftovers go (keep aside)."""
+    if not state.registry.of_run(state.run.run_id):
         return
-    manager = state.manager()
-    unclaimed = SharedPool(state.run.shared).leftovers()
-    keep = state.settings.keep
-    if keep == "on-failure":
-        for rec in registry.of_run(state.run.run_id):
-            if rec.name in state.failed_machines and rec.kind in ("session", "reuse"):
-                registry.update(rec.name, kept=True, state="kept")
-                state.recorder.outcome(rec.name, "kept")
-    manager.finish_run(keep_session=keep == "always")
-    for name in unclaimed:
-        state.recorder.machine(name, "?", "function", "pool").outcome = "unused, deleted"
+    state.manager().finish_run(
+        failed=state.failed_machines, unclaimed=SharedPool(state.run.shared).leftovers()
+    )
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
