@@ -28,7 +28,7 @@ from pytest_orbstack.errors import (
     PermanentError,
 )
 from pytest_orbstack.machine import Machine
-from pytest_orbstack.orbctl import Orbctl
+from pytest_orbstack.orbctl import MachineInfo, Orbctl
 from pytest_orbstack.registry import Owner, Record, Registry
 from pytest_orbstack.report import Recorder
 from pytest_orbstack.retry import (
@@ -140,9 +140,9 @@ class MachineManager:
             self.run.run_id, self.run.worker, label or kind[0], str(self._counter.next())
         )
         if spec.deploy and self._clone_supported is not False:
-            template = self.template(spec)
             try:
-                machine = self._clone_ready(template, name, spec, kind)
+                source = self.clone_source(spec)
+                machine = self._clone_ready(source, name, spec, kind)
             except _CloneUnsupported:
                 self._clone_supported = False
                 machine = self._create_ready(name, spec, kind, provision=True)
@@ -204,6 +204,43 @@ class MachineManager:
         if "error" in handle:
             raise ProvisionError(f"template for {spec.describe()} failed: {handle['error']}")
         return str(handle["name"])
+
+    def clone_source(self, spec: MachineSpec) -> str:
+        """What fresh machines of ``spec`` are cloned from.
+
+        A single process clones the template itself.  Under xdist each worker first clones the
+        template once into its own stopped *replica* and clones from that: OrbStack holds a
+        source during a clone, so clones of one source take turns, and one source per worker
+        keeps the workers from queueing behind each other.
+        """
+        template = self.template(spec)
+        if not self.run.is_worker:
+            return template
+        digest = template.rsplit("-", 1)[-1]
+
+        def make() -> dict[str, Any]:
+            name = machine_name(self.run.run_id, self.run.worker, "rep", digest)
+            with self._making(name, spec, "replica"), self.recorder.phase(name, "clone"):
+                self._clone(template, name)
+            return {"name": name}
+
+        handle, _ = self.run.shared.get_or_make(f"replica-{digest}-{self.run.worker}", make)
+        if "error" in handle:
+            raise ProvisionError(
+                f"template replica for {spec.describe()} failed: {handle['error']}"
+            )
+        return str(handle["name"])
+
+    def _clone(self, source: str, name: str) -> MachineInfo:
+        # OrbStack holds the source during a clone: concurrent clones of one source fail with
+        # "operations are in progress: clone".  Take turns, run-wide (per call, not per retry).
+        guard = self.run.shared.lock(f"clone-{source}")
+        try:
+            return clone_machine(self.client, self.policy, source, name, guard=guard)
+        except PermanentError as exc:
+            if 'unknown command "clone"' in exc.stderr:
+                raise _CloneUnsupported() from exc
+            raise
 
     def release(self, machine: Machine, *, keep: bool = False) -> None:
         """End of a fresh machine's scope: delete it, or keep it (and say so)."""
@@ -362,17 +399,9 @@ class MachineManager:
         with self._making(name, spec, kind):
             with (
                 self.run.shared.create_slot(self.settings.max_creates),
-                # OrbStack holds the source during a clone: concurrent clones of one template
-                # fail with "operations are in progress: clone".  Take turns, run-wide.
-                self.run.shared.lock(f"clone-{template}"),
                 self.recorder.phase(name, "clone"),
             ):
-                try:
-                    info = clone_machine(self.client, self.policy, template, name)
-                except PermanentError as exc:
-                    if 'unknown command "clone"' in exc.stderr:
-                        raise _CloneUnsupported() from exc
-                    raise
+                info = self._clone(template, name)
             self.registry.update(name, machine_id=info.record.id)
             with self.recorder.phase(name, "start"):
                 start_machine(self.client, self.policy, name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -201,15 +202,20 @@ def clone_machine(
     name: str,
     *,
     timeout: float | None = None,
+    guard: AbstractContextManager[object] | None = None,
 ) -> MachineInfo:
-    """Clone ``source`` into ``name`` (which OrbStack leaves stopped) and return its info."""
+    """Clone ``source`` into ``name`` (which OrbStack leaves stopped) and return its info.
+
+    ``guard`` (a reusable lock) is held around each ``clone`` call only - not across backoff
+    sleeps or the state checks that follow.
+    """
+
+    def clone() -> None:
+        with guard if guard is not None else nullcontext():
+            client.clone(source, name, timeout=timeout)
+
     return _make(
-        client,
-        policy,
-        f"clone {source} -> {name}",
-        name,
-        lambda: client.clone(source, name, timeout=timeout),
-        final={"stopped", "running"},
+        client, policy, f"clone {source} -> {name}", name, clone, final={"stopped", "running"}
     )
 
 
