@@ -1,7 +1,7 @@
 """The basics: one shared machine, fresh machines, a factory, files in and out.
 
-    pytest examples/test_basics.py                          # macOS with OrbStack
-    pytest examples/test_basics.py --orbstack-backend=sim   # Linux: the bundled simulator
+pytest examples/test_basics.py                          # macOS with OrbStack
+pytest examples/test_basics.py --orbstack-backend=sim   # Linux: the bundled simulator
 """
 
 from __future__ import annotations
