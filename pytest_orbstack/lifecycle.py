@@ -510,10 +510,24 @@ class _phases:
                 stats.phases[self.phase] = stats.phases.get(self.phase, 0.0) + share
 
 
+#: How long a record of a machine that was being created, but does not exist (yet), is kept:
+#: OrbStack goes on creating after its client is killed, so the machine may still appear.
+CREATE_GRACE = 900.0
+
+
 def reap(
-    client: Orbctl, registry: Registry, policy: RetryPolicy, *, exclude_run: str | None = None
+    client: Orbctl,
+    registry: Registry,
+    policy: RetryPolicy,
+    *,
+    exclude_run: str | None = None,
+    grace: float = CREATE_GRACE,
 ) -> list[str]:
-    """Delete the machines of dead owners.  Only names with a registry record are touched."""
+    """Delete the machines of dead owners.  Only names with a registry record are touched.
+
+    A record whose machine is absent is forgotten, unless it was still being created less than
+    ``grace`` seconds ago (the create may yet finish: a later pass deletes it then).
+    """
     records = registry.reapable(exclude_run=exclude_run)
     if not records:
         return []
@@ -528,7 +542,15 @@ def reap(
             continue
         doomed.append(rec.name)
     deleted = delete_machines(client, policy, doomed) if doomed else []
-    registry.forget(*(r.name for r in records if r.name in deleted or r.name not in existing))
+    now = time.time()
+    registry.forget(
+        *(
+            r.name
+            for r in records
+            if r.name in deleted
+            or (r.name not in existing and (r.state != "creating" or now - r.created_at > grace))
+        )
+    )
     if deleted:
         log.info("reaped %d machine(s) of dead runs: %s", len(deleted), ", ".join(deleted))
     return deleted

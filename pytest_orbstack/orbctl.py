@@ -286,6 +286,8 @@ class Orbctl:
             ) from exc
         with self._live_lock:
             self._live.add(proc)
+        if self._aborted:  # abort() ran between Popen and the line above
+            _kill_group(proc)
         try:
             stdout, stderr = proc.communicate(input=input, timeout=limit)
         except subprocess.TimeoutExpired:

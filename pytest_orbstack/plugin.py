@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,6 +340,29 @@ def orb_vm(
     (without a marker: the default image, one machine for the whole session)."""
     spec = _orb_state.spec_for(request.node)
     started = time.monotonic()
+    with _clear_errors(spec):
+        machine = _orb_vm(spec, request, _orb_state, _orb_module_scope, _orb_function_scope)
+    _served(_orb_state, request.node, machine, time.monotonic() - started)
+    return machine
+
+
+@contextmanager
+def _clear_errors(spec: MachineSpec) -> Iterator[None]:
+    """A machine that cannot be had fails the test with orbctl's own words, not a traceback
+    through the retry machinery."""
+    try:
+        yield
+    except OrbstackError as exc:
+        pytest.fail(f"pytest-orbstack: no machine for {spec.describe()}: {exc}", pytrace=False)
+
+
+def _orb_vm(
+    spec: MachineSpec,
+    request: pytest.FixtureRequest,
+    _orb_state: OrbState,
+    _orb_module_scope: _Scope,
+    _orb_function_scope: _Scope,
+) -> Machine:
     if spec.isolation == "session":
         machine = _orb_state.manager().session(spec)
     elif spec.isolation == "module":
@@ -351,7 +375,6 @@ def orb_vm(
     else:
         machine = _orb_function_scope.fresh(spec, "function", label_for(request.node.nodeid))
         _orb_function_scope.machines[spec] = machine
-    _served(_orb_state, request.node, machine, time.monotonic() - started)
     return machine
 
 
@@ -367,11 +390,12 @@ def _factory(
             default_image=state.settings.default_image,
         )
         started = time.monotonic()
-        if spec.isolation == "session":
-            machine = state.manager().session(spec)
-        else:
-            machine = scope.fresh(spec, kind, "f")
-            scope.extra.append(machine)
+        with _clear_errors(spec):
+            if spec.isolation == "session":
+                machine = state.manager().session(spec)
+            else:
+                machine = scope.fresh(spec, kind, "f")
+                scope.extra.append(machine)
         _served(state, request.node, machine, time.monotonic() - started)
         return machine
 

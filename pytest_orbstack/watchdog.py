@@ -52,13 +52,27 @@ def main(argv: list[str] | None = None) -> int:
         while owner.alive():
             time.sleep(POLL)
     registry = Registry(Path(registry_path))
-    from pytest_orbstack.lifecycle import reap
+    from pytest_orbstack.lifecycle import CREATE_GRACE, reap
 
     client = Orbctl(executable)
     policy = RetryPolicy(attempts=6, deadline=300)
-    leftovers = [r for r in registry.of_run(run_id) if not r.kept]
-    if leftovers:
-        reap(client, registry, policy)
+    # Keep going while the run has records left: a create the dead run started may still be
+    # finishing (OrbStack does not stop when its client dies); its machine is deleted once it
+    # appears, or its record dropped after the grace period.
+    deadline = time.monotonic() + CREATE_GRACE + 60
+    while time.monotonic() < deadline:
+        left = [
+            r
+            for r in registry.of_run(run_id)
+            if not r.kept and not (r.persistent and r.state == "ready")
+        ]
+        if not left:
+            break
+        try:
+            reap(client, registry, policy)
+        except Exception as exc:  # keep trying until the deadline; the next run reaps too
+            logging.warning("reaping failed: %s", exc)
+        time.sleep(1.0)
     return 0
 
 
