@@ -55,16 +55,6 @@ class SharedDir:
             _write_json(handle_path, handle)
             return handle, True
 
-    def handles(self, prefix: str) -> list[dict[str, Any]]:
-        """Every handle whose key starts with ``prefix`` (the controller's teardown list)."""
-        out = []
-        for path in sorted(self.path.glob(f"{prefix}*.json")):
-            try:
-                out.append(json.loads(path.read_text()))
-            except (OSError, ValueError):
-                continue
-        return out
-
     def write(self, name: str, data: Any) -> None:
         _write_json(self.path / name, data)
 

@@ -318,10 +318,6 @@ class MachineManager:
         for name in unclaimed:
             self.recorder.machine(name, "?", "function", "pool").outcome = "unused, deleted"
 
-    def reap(self) -> list[str]:
-        """Delete machines of runs whose owner process is provably dead (start-up reaper)."""
-        return reap(self.client, self.registry, self.policy, exclude_run=self.run.run_id)
-
     # -- internals -------------------------------------------------------------------------
 
     def _register(self, name: str, spec: MachineSpec, kind: str, content: str = "") -> None:

@@ -28,10 +28,6 @@ from filelock import FileLock
 
 log = logging.getLogger("pytest_orbstack")
 
-#: Kinds of machine, by why they exist.
-KINDS = ("function", "module", "session", "template", "reuse", "factory")
-#: Kinds that outlive a run when ``--orbstack-reuse`` is on.
-PERSISTENT_KINDS = ("template", "reuse")
 START_TIME_TOLERANCE = 1.0
 
 
@@ -179,4 +175,4 @@ def default_state_dir() -> Path:
     return (Path(xdg) if xdg else home / ".cache") / "pytest-orbstack"
 
 
-__all__ = ["KINDS", "PERSISTENT_KINDS", "Owner", "Record", "Registry", "default_state_dir"]
+__all__ = ["Owner", "Record", "Registry", "default_state_dir"]

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import tenacity
@@ -73,9 +73,6 @@ class RetryPolicy:
         if min(self.initial, self.maximum, self.jitter, self.poll_interval) < 0:
             raise ValueError("backoff figures must not be negative")
 
-    def with_(self, **changes: object) -> RetryPolicy:
-        return replace(self, **changes)  # type: ignore[arg-type]
-
     def retrying(
         self,
         what: str,
@@ -107,9 +104,6 @@ class RetryPolicy:
     ) -> T:
         """Call ``fn`` until it returns, retrying only ``retry_on`` errors."""
         return self.retrying(what, retry_on)(fn)
-
-
-NO_RETRY = RetryPolicy(attempts=1, initial=0, maximum=0, jitter=0)
 
 
 def _log_retry(what: str) -> Callable[[tenacity.RetryCallState], None]:
@@ -344,7 +338,6 @@ def _settle_after_ambiguous(
 
 
 __all__ = [
-    "NO_RETRY",
     "TRANSITIONAL",
     "DeadlineExceeded",
     "RetryPolicy",

@@ -233,10 +233,6 @@ def machine_name(*parts: str) -> str:
     return name
 
 
-def is_valid_name(name: str) -> bool:
-    return bool(_NAME.match(name)) and name not in RESERVED_NAMES and len(name) <= MAX_NAME
-
-
 __all__ = [
     "ARCHES",
     "DEFAULT_IMAGE",
@@ -246,7 +242,6 @@ __all__ = [
     "PREFIX",
     "MachineSpec",
     "build_spec",
-    "is_valid_name",
     "machine_name",
     "new_run_id",
     "slugify",

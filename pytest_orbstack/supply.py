@@ -103,10 +103,6 @@ class SharedPool:
     def _store(self, key: str, data: dict[str, int]) -> None:
         (self._dir(key) / "demand.json").write_text(json.dumps(data))
 
-    def remaining(self, key: str) -> int:
-        data = self._read(key)
-        return data["remaining"] if data else 0
-
     def offer(self, key: str, name: str) -> None:
         with self.shared.lock(f"pool-{key}"):
             (self._dir(key) / f"{name}.ready").write_text(str(time.time()))
