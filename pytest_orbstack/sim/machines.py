@@ -314,19 +314,6 @@ def guest_root_sh(
     )
 
 
-def passwd_entry(pid: int, user: str) -> tuple[int, int, str, str] | None:
-    """(uid, gid, home, shell) of a user from the machine's /etc/passwd."""
-    try:
-        with open(f"/proc/{pid}/root/etc/passwd") as f:
-            for line in f:
-                parts = line.rstrip("\n").split(":")
-                if len(parts) >= 7 and (parts[0] == user or (user.isdigit() and parts[2] == user)):
-                    return int(parts[2]), int(parts[3]), parts[5] or "/", parts[6] or "/bin/sh"
-    except OSError:
-        return None
-    return None
-
-
 # ---------------------------------------------------------------- waiting for others
 
 

@@ -31,22 +31,14 @@ import pytest
 
 from tests.plugin import conftest as plugin_conftest
 from tests.plugin.conftest import OrbEnv
+from tests.sim.conftest import FAULT_VARS as SIM_FAULT_VARS
 
 orb_env = plugin_conftest.orb_env  # the fixture, shared with tests/plugin
 
 #: Environment variables of the simulator's fault injection; cleared before every test so a
 #: caller's shell never leaks faults into a test that does not ask for them.
 FAULT_VARS = (
-    "ORBSIM_LATENCY",
-    "ORBSIM_LATENCY_SCALE",
-    "ORBSIM_FAIL",
-    "ORBSIM_FAIL_KINDS",
-    "ORBSIM_HANG",
-    "ORBSIM_DETACH",
-    "ORBSIM_DETACH_MODE",
-    "ORBSIM_PERMANENT",
-    "ORBSIM_SEED",
-    "ORBSIM_FAULTS_OFF",
+    *SIM_FAULT_VARS,
     "ORBSTACK_TIMEOUT",
     "ORBSTACK_RETRIES",
     "ORBSTACK_KEEP",
