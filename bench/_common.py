@@ -177,7 +177,7 @@ class PytestRun:
         return self.home / "sim"
 
     def ops(self) -> list[dict[str, Any]]:
-        from pytest_orbstack.sim.oplog import read_ops
+        from orbsim.oplog import read_ops
 
         return read_ops(self.sim_home)
 
@@ -185,7 +185,7 @@ class PytestRun:
         return Counter(str(op.get("cmd")) for op in self.ops())
 
     def count(self, cmd: str, *, ok: bool | None = True) -> int:
-        from pytest_orbstack.sim.oplog import count
+        from orbsim.oplog import count
 
         return count(self.sim_home, cmd, ok=ok)
 

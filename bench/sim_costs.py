@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-LAUNCHER = "#!{python}\nimport sys\nfrom pytest_orbstack.sim.cli import main\nsys.exit(main())\n"
+LAUNCHER = "#!{python}\nimport sys\nfrom orbsim.cli import main\nsys.exit(main())\n"
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:

@@ -68,7 +68,7 @@ class SimHome:
         return Orbctl(self.executable, env=self.env, **kwargs)  # type: ignore[arg-type]
 
     def ops(self) -> list[dict[str, object]]:
-        from pytest_orbstack.sim.oplog import read_ops
+        from orbsim.oplog import read_ops
 
         return read_ops(self.home)
 

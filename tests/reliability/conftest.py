@@ -29,9 +29,9 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.orbsim.conftest import FAULT_VARS as SIM_FAULT_VARS
 from tests.plugin import conftest as plugin_conftest
 from tests.plugin.conftest import OrbEnv
-from tests.sim.conftest import FAULT_VARS as SIM_FAULT_VARS
 
 orb_env = plugin_conftest.orb_env  # the fixture, shared with tests/plugin
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from pytest_orbstack.sim.oplog import count, read_ops
+from orbsim.oplog import count, read_ops
 from tests.plugin.conftest import OrbEnv
 from tests.reliability.conftest import (
     iterations,

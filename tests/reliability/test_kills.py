@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orbstack.sim.oplog import read_ops
+from orbsim.oplog import read_ops
 from tests.plugin.conftest import OrbEnv
 from tests.reliability.conftest import (
     iterations,

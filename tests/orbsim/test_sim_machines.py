@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from tests.sim.conftest import Sim
+from tests.orbsim.conftest import Sim
 
 
 def test_isolation_and_hostname(sim: Sim, machine: str) -> None:

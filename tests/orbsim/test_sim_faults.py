@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.sim.conftest import Sim
+from tests.orbsim.conftest import Sim
 
 
 def _creates(sim: Sim, n: int, env: dict[str, str]) -> list[tuple[int, str]]:

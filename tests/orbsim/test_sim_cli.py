@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from tests.sim.conftest import Sim
+from tests.orbsim.conftest import Sim
 
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 RECORD_KEYS = ["id", "name", "image", "config", "builtin", "state"]

@@ -39,7 +39,7 @@ FAULT_VARS = (
     "ORBSIM_FAULTS_OFF",
     "ORBSIM_DEFAULT_USER",
 )
-LAUNCHER = "#!{python}\nimport sys\nfrom pytest_orbstack.sim.cli import main\nsys.exit(main())\n"
+LAUNCHER = "#!{python}\nimport sys\nfrom orbsim.cli import main\nsys.exit(main())\n"
 
 
 def unusable_reason() -> str | None:
@@ -50,7 +50,7 @@ def unusable_reason() -> str | None:
     for tool in ("unshare", "nsenter", "tar"):
         if not shutil.which(tool):
             return f"{tool} is not installed"
-    from pytest_orbstack.sim import rootfs, state
+    from orbsim import rootfs, state
 
     if not rootfs.base_available(state.cache_home()) and not shutil.which("debootstrap"):
         return "no debootstrap and no cached orbsim base (apt-get install debootstrap)"
@@ -148,7 +148,7 @@ class Sim:
         return live_holders(self.home)
 
     def ops(self) -> list[dict[str, Any]]:
-        from pytest_orbstack.sim.oplog import read_ops
+        from orbsim.oplog import read_ops
 
         return read_ops(self.home)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from pytest_orbstack.sim.oplog import count
-from tests.sim.conftest import Sim, mounts_under, run_many
+from orbsim.oplog import count
+from tests.orbsim.conftest import Sim, mounts_under, run_many
 
 
 def test_parallel_create_run_delete(fresh_sim: Sim) -> None:

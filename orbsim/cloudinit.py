@@ -71,7 +71,7 @@ def load_user_data(path: str, name: str) -> dict[str, Any]:
             raise SimError(f"create '{name}': parse user data: {exc}") from None
     else:
         try:
-            import yaml  # type: ignore[import-untyped]
+            import yaml
         except ImportError:
             raise SimError(
                 f"create '{name}': orbsim cannot parse YAML user-data without PyYAML "

@@ -1,0 +1,5 @@
+"""``python -m orbsim`` is the same as the ``orbsim`` command."""
+
+from orbsim.cli import main
+
+raise SystemExit(main())
