@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from pytest_orbstack.coordination import SharedDir
 from pytest_orbstack.errors import (
     MachineExistsError,
     MachineNotFoundError,
@@ -29,7 +25,8 @@ from pytest_orbstack.errors import (
 )
 from pytest_orbstack.machine import Machine
 from pytest_orbstack.orbctl import MachineInfo, Orbctl
-from pytest_orbstack.registry import Owner, Record, Registry
+from pytest_orbstack.policy import at_run_end
+from pytest_orbstack.registry import Record, Registry
 from pytest_orbstack.report import Recorder
 from pytest_orbstack.retry import (
     RetryPolicy,
@@ -40,50 +37,14 @@ from pytest_orbstack.retry import (
     stop_machine,
     wait_for_state,
 )
+from pytest_orbstack.settings import RunContext, Settings
 from pytest_orbstack.spec import MachineSpec, machine_name, slugify
 
 log = logging.getLogger("pytest_orbstack")
 
-KEEP_POLICIES = ("never", "on-failure", "always")
-
 
 class ProvisionError(OrbstackError):
     """A machine could not be made ready (its cause is chained and quoted)."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Resolved configuration (see ``plugin.py`` for where each value comes from)."""
-
-    executable: str
-    backend: str = "orbctl"
-    default_image: str = "debian:bookworm"
-    keep: str = "never"
-    reuse: bool = False
-    timeout: float | None = None
-    retries: int = 4
-    max_creates: int = 0
-    pool_size: int = 0
-    report_path: Path | None = None
-    state_dir: Path = Path(".")
-    registry_key: str = ""
-
-    def policy(self) -> RetryPolicy:
-        return RetryPolicy(attempts=self.retries + 1)
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """Who we are in this run: run id, xdist worker id, owner process, shared directory."""
-
-    run_id: str
-    worker: str  # "gw0", ... or "main"
-    owner: Owner
-    shared: SharedDir
-
-    @property
-    def is_worker(self) -> bool:
-        return self.worker != "main"
 
 
 @dataclass
@@ -113,7 +74,7 @@ class MachineManager:
         self.run = run
         self.registry = registry
         self.recorder = recorder or Recorder()
-        self.policy = settings.policy()
+        self.policy = RetryPolicy.for_retries(settings.retries)
         self._counter = _Counter()
         self._owned: dict[str, Machine] = {}  # fresh machines this process must remove
         self._session: dict[str, Machine] = {}
@@ -299,20 +260,23 @@ class MachineManager:
         ``failed`` names machines that served a failing test (kept with ``on-failure``);
         ``unclaimed`` names machines prepared ahead that no test took (reported as such).
         """
-        keep = self.settings.keep
         doomed = []
         for rec in self.registry.of_run(self.run.run_id):
-            if rec.kept:
-                continue
-            if rec.persistent and rec.state == "ready":
+            action = at_run_end(
+                self.settings.keep,
+                kind=rec.kind,
+                state=rec.state,
+                kept=rec.kept,
+                persistent=rec.persistent,
+                failed=rec.name in failed,
+            )
+            if action == "keep for reuse":
                 self.recorder.outcome(rec.name, "kept for reuse")
-                continue
-            shared = rec.kind in ("session", "reuse")
-            if shared and (keep == "always" or (keep == "on-failure" and rec.name in failed)):
+            elif action == "keep":
                 self.registry.update(rec.name, kept=True, state="kept")
                 self.recorder.outcome(rec.name, "kept")
-                continue
-            doomed.append(rec.name)
+            elif action == "delete":
+                doomed.append(rec.name)
         if doomed:
             self._delete(doomed)
         for name in unclaimed:
@@ -443,7 +407,7 @@ class MachineManager:
             log.warning("could not remove failed machine %s: %s", name, exc)
 
     def _delete(self, names: list[str], outcome: str = "deleted") -> None:
-        with _phases(self.recorder, names, "delete"):
+        with self.recorder.shared_phase(names, "delete"):
             delete_machines(self.client, self.policy, names)
         self.registry.forget(*names)
         for name in names:
@@ -489,114 +453,8 @@ class _CloneUnsupported(Exception):
     """``orbctl clone`` does not exist (OrbStack before 2.0)."""
 
 
-class _phases:
-    """Time one phase for several machines at once (a batched delete)."""
-
-    def __init__(self, recorder: Recorder, names: list[str], phase: str) -> None:
-        self.recorder, self.names, self.phase = recorder, names, phase
-
-    def __enter__(self) -> None:
-        self.started = time.monotonic()
-
-    def __exit__(self, *exc: object) -> None:
-        share = (time.monotonic() - self.started) / max(1, len(self.names))
-        for name in self.names:
-            stats = self.recorder.machines.get(name)
-            if stats is not None:
-                stats.phases[self.phase] = stats.phases.get(self.phase, 0.0) + share
-
-
-#: How long a record of a machine that was being created, but does not exist (yet), is kept:
-#: OrbStack goes on creating after its client is killed, so the machine may still appear.
-CREATE_GRACE = 900.0
-
-
-def reap(
-    client: Orbctl,
-    registry: Registry,
-    policy: RetryPolicy,
-    *,
-    exclude_run: str | None = None,
-    grace: float = CREATE_GRACE,
-) -> list[str]:
-    """Delete the machines of dead owners.  Only names with a registry record are touched.
-
-    A record whose machine is absent is forgotten, unless it was still being created less than
-    ``grace`` seconds ago (the create may yet finish: a later pass deletes it then).
-    """
-    records = registry.reapable(exclude_run=exclude_run)
-    if not records:
-        return []
-    existing = {r.name: r for r in client.list()}
-    doomed = []
-    for rec in records:
-        found = existing.get(rec.name)
-        if found is None:
-            continue
-        if rec.machine_id and found.id and found.id != rec.machine_id:
-            log.warning("not reaping %s: its id changed, it is not the machine we made", rec.name)
-            continue
-        doomed.append(rec.name)
-    deleted = delete_machines(client, policy, doomed) if doomed else []
-    now = time.time()
-    registry.forget(
-        *(
-            r.name
-            for r in records
-            if r.name in deleted
-            or (r.name not in existing and (r.state != "creating" or now - r.created_at > grace))
-        )
-    )
-    if deleted:
-        log.info("reaped %d machine(s) of dead runs: %s", len(deleted), ", ".join(deleted))
-    return deleted
-
-
-def spawn_watchdog(registry: Registry, run: RunContext, client: Orbctl) -> int | None:
-    """Start a detached process that reaps this run's machines if its owner dies (SIGKILL).
-
-    It runs in its own process group (Ctrl-C does not reach it) and exits after the owner has
-    gone and its leftovers are reaped.
-    """
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest_orbstack.watchdog",
-        str(registry.path),
-        run.run_id,
-        str(run.owner.pid),
-        client.executable,
-    ]
-    env = {**os.environ, **(client.env or {})}
-    try:
-        devnull = os.open(os.devnull, os.O_RDWR)
-        try:
-            pid = os.posix_spawn(
-                sys.executable,
-                argv,
-                env,
-                file_actions=[(os.POSIX_SPAWN_DUP2, devnull, fd) for fd in (0, 1, 2)],
-                setpgroup=0,
-            )
-        finally:
-            os.close(devnull)
-    except OSError as exc:
-        log.warning("could not start the cleanup watchdog: %s", exc)
-        return None
-    return pid
-
-
 def label_for(nodeid: str) -> str:
     return slugify(nodeid.rsplit("::", 1)[-1], 16)
 
 
-__all__ = [
-    "KEEP_POLICIES",
-    "MachineManager",
-    "ProvisionError",
-    "RunContext",
-    "Settings",
-    "label_for",
-    "reap",
-    "spawn_watchdog",
-]
+__all__ = ["MachineManager", "ProvisionError", "label_for"]

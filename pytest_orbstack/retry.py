@@ -73,6 +73,11 @@ class RetryPolicy:
         if min(self.initial, self.maximum, self.jitter, self.poll_interval) < 0:
             raise ValueError("backoff figures must not be negative")
 
+    @classmethod
+    def for_retries(cls, retries: int) -> RetryPolicy:
+        """The default policy with ``retries`` retries (``--orbstack-retries``)."""
+        return cls(attempts=retries + 1)
+
     def retrying(
         self,
         what: str,

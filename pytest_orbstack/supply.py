@@ -36,6 +36,7 @@ from typing import Any
 from pytest_orbstack.coordination import SharedDir
 from pytest_orbstack.lifecycle import MachineManager
 from pytest_orbstack.machine import Machine
+from pytest_orbstack.policy import claim_wait, pool_room, supply_threads
 from pytest_orbstack.spec import MachineSpec
 
 log = logging.getLogger("pytest_orbstack")
@@ -43,7 +44,8 @@ log = logging.getLogger("pytest_orbstack")
 BATCH_WINDOW = 0.25  # seconds a queued delete waits for company
 
 
-def spec_key(spec: MachineSpec) -> str:
+def pool_key(spec: MachineSpec) -> str:
+    """The pool a fresh machine of ``spec`` is drawn from (isolation, identity and base)."""
     return f"{spec.isolation[0]}{spec.slot()}-{spec.base_hash()[:6]}"
 
 
@@ -192,7 +194,7 @@ class Supply:
         self.pool_size = pool_size
         self.pool = SharedPool(manager.run.shared)
         self._executor = ThreadPoolExecutor(
-            max_workers=max(2, pool_size * 2), thread_name_prefix="orbstack-supply"
+            max_workers=supply_threads(pool_size), thread_name_prefix="orbstack-supply"
         )
         self._lock = threading.Lock()
         self._prepared: dict[str, list[_Prepared]] = {}  # in preparation, by spec key
@@ -212,7 +214,7 @@ class Supply:
         for spec, count in demand:
             if count <= 0:
                 continue
-            key = spec_key(spec)
+            key = pool_key(spec)
             self.pool.init_demand(key, count)
             if self.pool_size > 0:
                 self._refill(spec, "function" if spec.isolation == "function" else "module")
@@ -236,7 +238,7 @@ class Supply:
     def take(self, spec: MachineSpec, kind: str, label: str) -> Machine:
         """A ready fresh machine for ``spec``: a pooled one if any is ready or on its way
         (prepared by any worker), else one made now."""
-        key = spec_key(spec)
+        key = pool_key(spec)
         if self.pool_size > 0 and not self._closed:
             machine = self._from_pool(spec, key)
             if machine is not None:
@@ -252,7 +254,7 @@ class Supply:
     def _from_pool(self, spec: MachineSpec, key: str) -> Machine | None:
         """Claim a prepared machine, waiting for ones in preparation.  ``None`` means: make
         one now (a unit of demand has then been reserved for it, if any was left)."""
-        limit = time.monotonic() + self.manager.policy.deadline * 2
+        limit = time.monotonic() + claim_wait(self.manager.policy.deadline)
         while time.monotonic() < limit:
             name = self.pool.claim(key)
             if name is not None:
@@ -296,13 +298,13 @@ class Supply:
     # -- background preparation ----------------------------------------------------------
 
     def _refill(self, spec: MachineSpec, kind: str) -> None:
-        key = spec_key(spec)
+        key = pool_key(spec)
         with self._lock:
             prepared = self._prepared.setdefault(key, [])
             prepared[:] = [p for p in prepared if not p.future.done() or p.future.exception()]
             in_flight = sum(1 for p in prepared if not p.future.done())
-            room = self.pool_size - in_flight - self._ready_here(key)
-            for _ in range(max(0, room)):
+            room = pool_room(self.pool_size, in_flight=in_flight, ready=self._ready_here(key))
+            for _ in range(room):
                 if self._closed or not self.pool.reserve(key, ahead=True):
                     break
                 future = self._executor.submit(self._prepare, spec, kind, key)
@@ -359,4 +361,4 @@ class Supply:
         return list(self._deleter.errors)
 
 
-__all__ = ["SharedPool", "Supply", "spec_key"]
+__all__ = ["SharedPool", "Supply", "pool_key"]
