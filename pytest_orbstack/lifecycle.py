@@ -21,7 +21,7 @@ from pytest_orbstack.errors import (
     MachineExistsError,
     MachineNotFoundError,
     OrbstackError,
-    PermanentError,
+    UnsupportedCommandError,
 )
 from pytest_orbstack.machine import Machine
 from pytest_orbstack.orbctl import MachineInfo, Orbctl
@@ -198,10 +198,8 @@ class MachineManager:
         guard = self.run.shared.lock(f"clone-{source}")
         try:
             return clone_machine(self.client, self.policy, source, name, guard=guard)
-        except PermanentError as exc:
-            if 'unknown command "clone"' in exc.stderr:
-                raise _CloneUnsupported() from exc
-            raise
+        except UnsupportedCommandError as exc:
+            raise _CloneUnsupported() from exc
 
     def release(self, machine: Machine, *, keep: bool = False) -> None:
         """End of a fresh machine's scope: delete it, or keep it (and say so)."""
@@ -340,13 +338,7 @@ class MachineManager:
                 self.recorder.phase(name, "create"),
             ):
                 info = create_machine(
-                    self.client,
-                    self.policy,
-                    spec.image,
-                    name,
-                    arch=spec.arch,
-                    user=spec.user,
-                    user_data=spec.user_data,
+                    self.client, self.policy, spec.image, name, spec.create_options()
                 )
             self.registry.update(name, machine_id=info.record.id)
             machine = self.machine(name, spec)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orbstack.errors import ConfigError
+from pytest_orbstack.orbctl import CreateOptions
 
 ISOLATIONS = ("session", "module", "function")
 #: The marker's (and the factory's) keyword arguments, with what their defaults mean: the one
@@ -86,6 +87,10 @@ class MachineSpec:
     def slot(self) -> str:
         """Stable key of this spec's identity (not its contents): finds stale reused machines."""
         return _digest(self.identity())[:10]
+
+    def create_options(self) -> CreateOptions:
+        """The ``orbctl create`` flags this spec needs."""
+        return CreateOptions(arch=self.arch, user=self.user, user_data=self.user_data)
 
     def describe(self) -> str:
         parts = [self.image]
