@@ -138,7 +138,7 @@ class MachineManager:
         if "error" in handle:
             raise ProvisionError(f"session machine for {spec.describe()} failed: {handle['error']}")
         machine = self.machine(handle["name"], spec)
-        self.recorder.machine(machine.name, spec.image, "session", handle["kind"])
+        self.recorder.machine(machine.name, spec.image, "session", handle["kind"], spec.deploy)
         self._session[key] = machine
         return machine
 
@@ -295,7 +295,7 @@ class MachineManager:
                 persistent=persistent,
             )
         )
-        self.recorder.machine(name, spec.image, spec.isolation, kind)
+        self.recorder.machine(name, spec.image, spec.isolation, kind, spec.deploy)
 
     @contextmanager
     def _making(self, name: str, spec: MachineSpec, kind: str, content: str = "") -> Iterator[None]:
@@ -418,7 +418,7 @@ class MachineManager:
         if kind == "reuse" and info.state != "running":
             start_machine(self.client, self.policy, name)
         self.registry.update(name, run_id=self.run.run_id, owner=self.run.owner)
-        stats = self.recorder.machine(name, spec.image, spec.isolation, kind)
+        stats = self.recorder.machine(name, spec.image, spec.isolation, kind, spec.deploy)
         stats.reused = True
         stats.outcome = "reused"
         return True

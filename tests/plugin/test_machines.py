@@ -192,7 +192,7 @@ def test_summary_and_json_report(pytester: pytest.Pytester, orb_env: OrbEnv) -> 
     result.stdout.fnmatch_lines(
         [
             "*orbstack machines*",
-            "machine*image*isolation*tests*create*delete*outcome*",
+            "machine*image*isolation*deploy*tests*create*delete*outcome*",
             "*debian:bookworm*function*1*deleted*",
             "*debian:bookworm*session*1*deleted*",
             "2 machine(s): 2 created, 0 reused, 2 deleted*",

@@ -40,7 +40,8 @@ def test_one_provisioning_and_n_clones_then_new_template_on_change(
     result.assert_outcomes(passed=3)
     assert orb_env.count("create") == 1  # the template
     assert orb_env.count("clone") == 3  # one per test
-    result.stdout.fnmatch_lines(["*tpl*template*deleted*"])
+    # the template row names the deploy that provisions it
+    result.stdout.fnmatch_lines(["*tpl*template*role.py*deleted*"])
     assert orb_env.names() == []
 
     # reuse keeps the template across runs; a changed file the deploy reads makes a new one
