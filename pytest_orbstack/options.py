@@ -63,9 +63,10 @@ OPTIONS = (
     Option("max-creates", "cap on concurrent machine creates/clones across all xdist workers "
            "(0 = no cap)", "ORBSTACK_MAX_CREATES", "0", metavar="N"),
     Option("report", "write a JSON report of machines and timings to PATH", None, metavar="PATH"),
-    Option("pool-size", "fresh machines prepared ahead of demand, per spec and worker "
-           "(default 2; 0 = off)",
-           "ORBSTACK_POOL_SIZE", "2", metavar="N"),
+    Option("pool-size", "fresh machines prepared ahead of demand, per spec and worker: auto "
+           "(default: enough to cover the measured preparation time over the measured test "
+           "time), a number, or 0 = off",
+           "ORBSTACK_POOL_SIZE", "auto", metavar="N|auto"),
 )  # fmt: skip
 
 
@@ -138,7 +139,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
     timeout = get("timeout", _positive_float)
     retries = get("retries", _non_negative_int)
     max_creates = get("max-creates", _non_negative_int)
-    pool_size = get("pool-size", _non_negative_int)
+    pool_size = get("pool-size", _pool_size)
     report = get("report")
     explicit = get("orbctl")
     executable = _executable(backend, explicit)
@@ -189,6 +190,15 @@ def _non_negative_int(value: str) -> int:
     if number < 0:
         raise ValueError("must not be negative")
     return number
+
+
+def _pool_size(value: str) -> int | None:
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        return _non_negative_int(value)
+    except ValueError:
+        raise ValueError("must be auto or a whole number (0 = off)") from None
 
 
 def _bool(value: str) -> bool:

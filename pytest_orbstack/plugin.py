@@ -110,7 +110,9 @@ class OrbState:
 
     def supply(self) -> Supply:
         if self._supply is None:
-            self._supply = Supply(self.manager(), self.settings.pool_size)
+            workerinput = getattr(self.config, "workerinput", None) or {}
+            workers = int(workerinput.get("workercount", 1))
+            self._supply = Supply(self.manager(), self.settings.pool_size, workers)
         return self._supply
 
     def _start_watchdog(self) -> None:
@@ -286,12 +288,13 @@ def pytest_collection_modifyitems(
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Warm-up: start templates, session machines and the pool as soon as demand is known."""
+    """Warm-up: start bases, templates, session machines and the pool as soon as demand is
+    known, in the order the tests will ask for them (the first test's machine first)."""
     state = session.config.stash.get(state_key, None)
     if state is None or session.config.option.collectonly:
         return
-    demand: dict[MachineSpec, set[str]] = {}
-    sessions: dict[MachineSpec, None] = {}
+    order: dict[MachineSpec, None] = {}  # specs by first use
+    fresh: dict[MachineSpec, set[str]] = {}  # units of fresh-machine demand
     for item in session.items:
         if "orb_vm" not in getattr(item, "fixturenames", ()):
             continue
@@ -299,16 +302,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             spec = state.spec_for(item)
         except ConfigError:
             return  # reported as a usage error by pytest_collection_modifyitems
+        order.setdefault(spec)
         unit = demand_unit(spec.isolation, nodeid=item.nodeid, path=str(item.path))
-        if unit is None:
-            sessions[spec] = None
-        else:
-            demand.setdefault(spec, set()).add(unit)
-    if not demand and not sessions:
+        if unit is not None:
+            fresh.setdefault(spec, set()).add(unit)
+    if not order:
         return
     if state.unavailable():
         return  # the tests will be skipped (or error with --orbstack-required)
-    state.supply().plan(((s, len(u)) for s, u in demand.items()), sessions)
+    state.supply().plan((spec, len(fresh[spec]) if spec in fresh else None) for spec in order)
 
 
 # -- fixtures ---------------------------------------------------------------------------------

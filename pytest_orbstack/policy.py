@@ -87,6 +87,28 @@ def claim_wait(retry_deadline: float) -> float:
     return retry_deadline * 2
 
 
+#: Machines in preparation per spec and process before anything was measured.
+INITIAL_DEPTH = 2
+#: The automatic depth never goes beyond this (each machine in preparation holds memory).
+AUTO_MAX_DEPTH = 8
+#: What one idle machine is assumed to hold, for the memory bound of the automatic depth.
+MACHINE_MEMORY = 512 * 1024 * 1024
+
+
+def machines_in_memory(available_bytes: int, workers: int) -> int:
+    """How many more machines this process may keep in preparation without crowding memory:
+    its share (per worker) of what is available, at :data:`MACHINE_MEMORY` each; at least 1."""
+    return max(1, available_bytes // MACHINE_MEMORY // max(1, workers))
+
+
+def clone_fan_out(preparers: int) -> int:
+    """How many clone sources (an origin and its replicas) to keep for ``preparers`` machines
+    prepared at once: a source is held only for the clone itself, a small part of a machine's
+    preparation (clone, start, ready), so half as many sources as preparers keep clones from
+    queueing; one source for one preparer, never more than four."""
+    return max(1, min(4, math.ceil(preparers / 2)))
+
+
 def auto_pool_depth(
     prepare_seconds: float,
     test_seconds: float,
@@ -113,13 +135,18 @@ def auto_pool_depth(
 
 
 __all__ = [
+    "AUTO_MAX_DEPTH",
+    "INITIAL_DEPTH",
+    "MACHINE_MEMORY",
     "SHARED_KINDS",
     "RunEndAction",
     "at_run_end",
     "auto_pool_depth",
     "claim_wait",
+    "clone_fan_out",
     "demand_unit",
     "keep_after_use",
+    "machines_in_memory",
     "pool_room",
     "supply_threads",
 ]

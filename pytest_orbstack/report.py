@@ -139,13 +139,15 @@ class Recorder:
                 self.machines[m["name"]] = MachineStats(**m)
                 continue
             mine.tests += m["tests"]
+            mine.reused = mine.reused or bool(m.get("reused"))
             for phase, secs in m["phases"].items():
                 mine.phases[phase] = mine.phases.get(phase, 0.0) + secs
             if m["outcome"] not in ("in use", "created"):
                 mine.outcome = m["outcome"]
         for t in data.get("tests", []):
-            deploys = [DeployStats(**d) for d in t.get("deploys", [])]
-            self.tests.setdefault(t["nodeid"], TestStats(**{**t, "deploys": deploys}))
+            fields = {k: v for k, v in t.items() if k != "deploy_seconds"}  # derived
+            fields["deploys"] = [DeployStats(**d) for d in t.get("deploys", [])]
+            self.tests.setdefault(t["nodeid"], TestStats(**fields))
         for cmd, n in data.get("orbctl_calls", {}).items():
             self.orbctl_calls[cmd] = self.orbctl_calls.get(cmd, 0) + n
 
@@ -161,7 +163,7 @@ def summary_lines(rec: Recorder, *, verbose: bool = False) -> list[str]:
             (
                 m.name,
                 m.image,
-                m.isolation if m.kind != "template" else "template",
+                m.kind if m.kind in ("base", "template", "replica") else m.isolation,
                 m.deploy or "-",
                 str(m.tests),
                 *(f"{m.phases[p]:.1f}" if p in m.phases else "-" for p in PHASES),

@@ -37,8 +37,9 @@ class Settings:
     timeout: float | None = None
     retries: int = 4
     max_creates: int = 0
-    #: Fresh machines prepared ahead per spec and worker (0 = none).
-    pool_size: int = 0
+    #: Fresh machines prepared ahead per spec and worker (0 = none, ``None`` = sized
+    #: automatically from measured preparation and test times).
+    pool_size: int | None = 0
     report_path: Path | None = None
     state_dir: Path = Path(".")
     registry_key: str = ""

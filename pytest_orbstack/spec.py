@@ -88,6 +88,12 @@ class MachineSpec:
         """Stable key of this spec's identity (not its contents): finds stale reused machines."""
         return _digest(self.identity())[:10]
 
+    def pristine(self) -> MachineSpec:
+        """The spec of this machine's base: what ``create`` makes, before any deploy."""
+        return MachineSpec(
+            image=self.image, arch=self.arch, user=self.user, user_data=self.user_data
+        )
+
     def create_options(self) -> CreateOptions:
         """The ``orbctl create`` flags this spec needs."""
         return CreateOptions(arch=self.arch, user=self.user, user_data=self.user_data)

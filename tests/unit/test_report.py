@@ -36,17 +36,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return fake
 
 
-#: Recorder.to_json() writes a computed "deploy_seconds" key into each test, and merge() passes
-#: every key of it to TestStats(...): under xdist the controller's merge of any worker fragment
-#: that served a test raises TypeError at session end (report.py, commit 23b0eaf).
-MERGE_CRASH = pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="report.py bug: Recorder.merge(rec.to_json()) raises TypeError (TestStats got an "
-    "unexpected keyword argument 'deploy_seconds'), so merging xdist workers' fragments fails",
-)
-
-
 def roundtrip(rec: Recorder) -> dict[str, Any]:
     """A worker's fragment as the controller reads it: through JSON."""
     result: dict[str, Any] = json.loads(json.dumps(rec.to_json()))
@@ -179,7 +168,6 @@ def worker(clock: Clock, *, machine: str, test: str, create: float, calls: int) 
     return rec
 
 
-@MERGE_CRASH
 def test_merge_sums_shared_machines_and_adds_the_rest(clock: Clock) -> None:
     controller = Recorder()
     gw0 = worker(clock, machine="shared", test="t.py::a", create=2.0, calls=2)
@@ -198,7 +186,6 @@ def test_merge_sums_shared_machines_and_adds_the_rest(clock: Clock) -> None:
     assert controller.orbctl_calls == {"list": 7, "delete": 1}
 
 
-@MERGE_CRASH
 def test_merge_into_a_recorder_with_its_own_figures(clock: Clock) -> None:
     mine = worker(clock, machine="shared", test="t.py::a", create=1.0, calls=1)
     with mine.phase("shared", "delete"):
@@ -237,12 +224,6 @@ def test_merge_of_nothing() -> None:
     assert (rec.machines, rec.tests, rec.orbctl_calls) == ({}, {}, {})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Recorder.merge drops MachineStats.reused for a machine it already knows: when an "
-    "xdist worker other than the first in merge order adopted a --orbstack-reuse machine, the "
-    "summary says '1 created, 0 reused'",
-)
 def test_merge_keeps_that_a_machine_was_reused() -> None:
     # gw0 only used the session machine; gw1 is the worker that adopted it from the last run.
     gw0, gw1 = Recorder(), Recorder()
@@ -316,7 +297,6 @@ def test_verbose_summary_lists_waits(clock: Clock) -> None:
 # -- JSON report -------------------------------------------------------------------------------
 
 
-@MERGE_CRASH
 def test_write_json_roundtrip(tmp_path: Path, clock: Clock) -> None:
     rec = worker(clock, machine="m", test="t.py::a", create=2.0, calls=3)
     rec.outcome("m", "deleted")
