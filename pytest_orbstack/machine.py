@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -154,8 +155,20 @@ class Machine:
 
     @property
     def ip(self) -> str | None:
-        """The machine's IPv4 address (``None`` while it has none, e.g. when stopped)."""
-        return self.info().ip4
+        """The machine's IPv4 address; ``None`` when it is not running, or when this OrbStack
+        does not report addresses (before mid-2025).
+
+        A machine's address may lag its start by a moment: while it is running without one,
+        this asks again for up to :data:`IP_WAIT` seconds (a few seconds only while this
+        orbctl has never shown an address: an older OrbStack never will).
+        """
+        limit = IP_WAIT if self.client.reports_addresses else IP_WAIT_UNKNOWN
+        deadline = time.monotonic() + limit
+        while True:
+            info = self.info()
+            if info.ip4 or info.state != "running" or time.monotonic() >= deadline:
+                return info.ip4
+            time.sleep(0.2)
 
     @property
     def hostname(self) -> str:
@@ -221,5 +234,10 @@ def _env_item(key: str, value: str) -> str:
         raise ValueError(f"invalid environment variable name {key!r}")
     return f"{key}={value}"
 
+
+#: How long :attr:`Machine.ip` waits for the address of a running machine.
+IP_WAIT = 30.0
+#: ... when this orbctl never showed an address (it may be an OrbStack that never does).
+IP_WAIT_UNKNOWN = 3.0
 
 __all__ = ["CommandError", "CopyError", "Machine", "RunResult", "command_argv"]

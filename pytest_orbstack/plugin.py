@@ -498,6 +498,12 @@ def _served(state: OrbState, item: Any, machine: Machine, waited: float) -> None
 # -- reporting and teardown -------------------------------------------------------------------
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    if item.stash.get(machines_key, None):
+        item.config.stash[state_key].recorder.test_started()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -541,6 +547,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash.get(state_key, None)
     if state is None or state.run.is_worker:
         return
+    state.recorder.run_started = time.time()
     try:
         deleted = state.reap_dead_runs()
     except OrbstackError as exc:

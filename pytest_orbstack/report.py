@@ -67,6 +67,20 @@ class Recorder:
         self.machines: dict[str, MachineStats] = {}
         self.tests: dict[str, TestStats] = {}
         self.orbctl_calls: dict[str, int] = {}
+        #: Wall-clock times (``time.time()``, comparable across processes): when the run
+        #: started, and when the first test that uses a machine began its body.
+        self.run_started: float | None = None
+        self.first_test: float | None = None
+
+    def test_started(self) -> None:
+        if self.first_test is None:
+            self.first_test = time.time()
+
+    @property
+    def time_to_first_test(self) -> float | None:
+        if self.run_started is None or self.first_test is None:
+            return None
+        return max(0.0, self.first_test - self.run_started)
 
     def machine(
         self, name: str, image: str, isolation: str, kind: str, deploy: str | None = None
@@ -130,6 +144,8 @@ class Recorder:
                 for t in self.tests.values()
             ],
             "orbctl_calls": self.orbctl_calls,
+            "first_test": self.first_test,
+            "time_to_first_test": self.time_to_first_test,
         }
 
     def merge(self, data: dict[str, Any]) -> None:
@@ -150,6 +166,9 @@ class Recorder:
             self.tests.setdefault(t["nodeid"], TestStats(**fields))
         for cmd, n in data.get("orbctl_calls", {}).items():
             self.orbctl_calls[cmd] = self.orbctl_calls.get(cmd, 0) + n
+        theirs = data.get("first_test")
+        if theirs is not None and (self.first_test is None or theirs < self.first_test):
+            self.first_test = float(theirs)
 
 
 def summary_lines(rec: Recorder, *, verbose: bool = False) -> list[str]:
@@ -192,6 +211,8 @@ def summary_lines(rec: Recorder, *, verbose: bool = False) -> list[str]:
             else ""
         )
     )
+    if rec.time_to_first_test is not None:
+        lines.append(f"time to first test: {rec.time_to_first_test:.1f}s")
     kept = [m for m in rec.machines.values() if m.outcome == "kept"]
     for m in kept:
         lines.append(f"kept {m.name}: log in with `orb -m {m.name}` or `ssh {m.name}@orb`")

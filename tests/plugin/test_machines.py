@@ -201,6 +201,7 @@ def test_summary_and_json_report(pytester: pytest.Pytester, orb_env: OrbEnv) -> 
             "*debian:bookworm*function*1*deleted*",
             "*debian:bookworm*session*1*deleted*",
             "3 machine(s): 3 created, 0 reused, 3 deleted*",
+            "time to first test: *s",
         ]
     )
     data = json.loads(report.read_text())
@@ -212,6 +213,7 @@ def test_summary_and_json_report(pytester: pytest.Pytester, orb_env: OrbEnv) -> 
     assert by_kind["session"]["phases"]["clone"] > 0
     assert {t["nodeid"].split("::")[-1] for t in data["tests"]} == {"test_a", "test_b"}
     assert data["orbctl_calls"]["create"] == 1
+    assert 0 < data["time_to_first_test"] < 300
 
 
 def test_reuse_adopts_matching_and_replaces_stale(
