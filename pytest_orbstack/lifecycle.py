@@ -207,16 +207,16 @@ class MachineManager:
 
         OrbStack holds a source during a clone, so clones of one source take turns (run-wide,
         per call: concurrent clones of one source fail with "operations are in progress").
-        To keep up to :attr:`fan_out` clones going at once, a clone that finds the sources too
-        few first clones one more *source*: a stopped, never-started copy of the origin (a
-        replica), identical to it.  N machines then need about log2(N) rounds of clones
-        instead of N turns on one source.
+        To keep up to :attr:`fan_out` clones going at once, a clone that had to wait for a
+        source first clones one more *source* (while fewer than ``fan_out``): a stopped,
+        never-started copy of the origin (a replica), identical to it.  N machines then need
+        about log2(N) rounds of clones instead of N turns on one source.
         """
         sources = _Sources(self.run.shared, origin)
         while True:
-            source, lock = sources.acquire()
+            source, lock, waited = sources.acquire()
             try:
-                if sources.grow(self.fan_out):
+                if waited and sources.grow(self.fan_out):
                     replica = machine_name(
                         self.run.run_id, self.run.worker, "rep", str(self._counter.next())
                     )
@@ -564,8 +564,10 @@ class _Sources:
             data["replicas"].append(name)
             self.path.write_text(json.dumps(data))
 
-    def acquire(self) -> tuple[str, FileLock]:
-        """Wait for a source nobody is cloning from; return it with its lock held."""
+    def acquire(self) -> tuple[str, FileLock, bool]:
+        """Wait for a source nobody is cloning from; return it with its lock held, and whether
+        every source was busy at first (the sign that more sources would help)."""
+        waited = False
         while True:
             for name in self.names():
                 lock = self.shared.lock(f"clone-{name}", timeout=0)
@@ -573,7 +575,8 @@ class _Sources:
                     lock.acquire()
                 except Timeout:
                     continue
-                return name, lock
+                return name, lock, waited
+            waited = True
             time.sleep(self.POLL)
 
 

@@ -97,7 +97,8 @@ def seed_vm(seed_client: Orbctl) -> Iterator[Machine]:
     try:
         wait_for_vm_ready(seed_client, name)
         machine = Machine(name=name, client=seed_client)
-        run_deploy([machine], DEPLOY)
+        if DEPLOY:
+            run_deploy([machine], DEPLOY)
         yield machine
     finally:
         execute_orbctl_with_retry(seed_client, ["delete", "-f", name], max_retries=2, timeout=60)
