@@ -2,7 +2,9 @@
 
 ``ORBSIM_LATENCY="create=2.5,clone=0.4,start=0.8,stop=0.3,delete=0.5,run=0.05"``
     seconds of real delay added per command (``*=x`` for every command); multiplied by
-    ``ORBSIM_LATENCY_SCALE`` (default 1).
+    ``ORBSIM_LATENCY_SCALE`` (default 1).  ``ORBSIM_LATENCY=realistic`` is the preset
+    :data:`REALISTIC_LATENCY` (the model the benchmarks use, docs/performance.md), and
+    ``realistic,create=40`` overrides parts of it.
 ``ORBSIM_FAIL="create=0.3,start=0.1"``
     probability of a transient failure per command.  ``*=p`` applies to every command except
     ``run``/``push``/``pull`` (commands executed inside machines only fail when named).
@@ -38,6 +40,18 @@ from .ctx import Decision
 __all__ = ["Decision", "decide", "fail_message", "latency", "sleep_latency"]
 
 INSIDE = ("run", "push", "pull")
+#: ``ORBSIM_LATENCY=realistic``: seconds per command approximating OrbStack 2.x on Apple
+#: silicon (assumptions, not measurements: docs/performance.md gives the basis of each figure).
+#: ``bench/_common.py`` uses this very table as its default latency model.
+REALISTIC_LATENCY: dict[str, float] = {
+    "create": 15.0,
+    "clone": 0.5,
+    "start": 1.5,
+    "stop": 1.0,
+    "delete": 0.5,
+    "run": 0.03,
+}
+PRESETS: dict[str, dict[str, float]] = {"realistic": REALISTIC_LATENCY}
 DETACHABLE = ("create", "clone")
 KINDS = ("network", "ip", "busy", "manager")
 NETWORK_MSG = (
@@ -83,6 +97,11 @@ def latency(cmd: str) -> float:
         return 0.0
     m = parse_map(os.environ.get("ORBSIM_LATENCY", ""))
     val = m.get(cmd, m.get("*"))
+    if val is None:
+        for word in m.get("", "").split("|"):
+            preset = PRESETS.get(word.strip().lower())
+            if preset is not None and cmd in preset:
+                val = str(preset[cmd])
     try:
         secs = float(val) if val else 0.0
         scale = float(os.environ.get("ORBSIM_LATENCY_SCALE", "1") or 1)
