@@ -93,7 +93,7 @@ def test_info_json_running(orbctl: OrbctlUnderTest, conf: Checks, running: str) 
     conf.equal("info -f json is {record, disk_size, ip4, ip6} while running", list(info),
                ["record", "disk_size", "ip4", "ip6"], call=call)  # fmt: skip
     listed = {r["name"]: r for r in orbctl("list", "-f", "json").json()}.get(running)
-    conf.equal("info's record is list's record", info.get("record"), listed, call=call)
+    conf.equal("info's record is list's record", _record(info), listed, call=call)
     size = info.get("disk_size", "absent")
     conf.that("disk_size is bytes (int) or null", size is None or isinstance(size, int),
               expected="int or null", got=size, call=call)  # fmt: skip
