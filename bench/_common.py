@@ -34,7 +34,7 @@ IMAGE = "debian:bookworm"
 #: Seconds per ``orbctl`` command, added by the simulator on top of its own cost: orbsim's
 #: ``ORBSIM_LATENCY=realistic`` preset (one table, so the benchmarks and a user's CI that turns
 #: the preset on assume the same OrbStack).  These are assumptions approximating OrbStack 2.x on
-#: Apple silicon (there are no measured figures in the reference): create downloads the image
+#: Apple silicon (docs/orbctl-contract.md has no measured figures): create downloads the image
 #: from the CDN every time and waits for IPv4/IPv6 and in-guest setup; clone is a copy-on-write
 #: snapshot; start boots a container; run is one RPC.
 LATENCY_DEFAULTS: dict[str, float] = dict(REALISTIC_LATENCY)

@@ -1,4 +1,5 @@
-"""The ``orbsim`` command line: an ``orbctl``/``orb`` look-alike (orbctl-reference §1-§6, §9).
+"""The ``orbsim`` command line: an ``orbctl``/``orb`` look-alike (docs/orbctl-contract.md §1-§6,
+§9).
 
 Imports are lazy: ``orbsim run -m X true`` only loads ``os``, ``sys``, ``json``, ``signal`` and
 the small ``state``/``runner`` modules.
@@ -814,7 +815,7 @@ def cmd_config(ctx: Ctx, argv: list[str]) -> int:
         return 0
     if sub == "get":
         # OrbStack's ``config get`` ignores its KEY and prints the whole list, exit 0, whatever
-        # the key (contract §2 ``config``; the reference asks for this to be verified).
+        # the key (docs/orbctl-contract.md §2 ``config``; still to be verified on OrbStack).
         check_args(args, 1, 1)
         Out.out(_config_lines(ctx))
         return 0

@@ -66,7 +66,7 @@ def require_host() -> None:
 
 
 def public_record(rec: S.Record, state: str | None = None) -> dict[str, Any]:
-    """A ContainerRecord in the exact field order of orbctl-reference §3."""
+    """A ContainerRecord in the exact field order of docs/orbctl-contract.md §3."""
     img = rec["image"]
     cfg = rec.get("config") or {}
     out_cfg: dict[str, Any] = {

@@ -9,7 +9,8 @@ exit code and stderr of the call.  The class says what a caller may do about it:
 * :class:`OrbStackUnavailableError` - ``orbctl`` missing, OrbStack not running or not startable;
 * :class:`OrbctlTimeoutError` - our own per-call timeout fired and the process was killed.
 
-Classification matches specific texts from the reference's error catalogue, never broad words.
+Classification matches specific texts from the error catalogue (docs/orbctl-contract.md §9),
+never broad words.
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def classify(stderr: str, returncode: int | None = None) -> type[OrbctlError]:
         if pattern.search(stderr):
             return cls
     if returncode == 2 and "goroutine" in stderr and "panic" in stderr:
-        # scli.Client() panics when it cannot start the VM (reference section 1).
+        # scli.Client() panics when it cannot start the VM (docs/orbctl-contract.md §1).
         return OrbStackUnavailableError
     return OrbctlError
 

@@ -406,7 +406,7 @@ class MachineManager:
         return machine
 
     def _wait_ready(self, machine: Machine) -> None:
-        """Running, with an IPv4 address, and answering ``true`` (reference section 4)."""
+        """Running, with an IPv4 address, and answering ``true`` (docs/orbctl-contract.md §4)."""
         with self.recorder.phase(machine.name, "ready"):
             info = wait_for_state(
                 self.client, machine.name, {"running"}, self.policy, require_ip=True

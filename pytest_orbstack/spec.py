@@ -20,7 +20,7 @@ from pytest_orbstack.errors import ConfigError
 
 ISOLATIONS = ("session", "module", "function")
 MARKER_KEYS = ("image", "isolation", "arch", "user", "user_data", "deploy", "name")
-#: CLI distro tokens OrbStack accepts (orbctl-reference.md section 5).
+#: CLI distro tokens OrbStack accepts (docs/orbctl-contract.md §5).
 DISTROS = (
     "alma", "alpine", "arch", "centos", "debian", "devuan", "fedora", "gentoo", "kali",
     "nixos", "openeuler", "opensuse", "oracle", "rocky", "ubuntu", "void",

@@ -1,4 +1,4 @@
-"""Output fidelity of the simulator against orbctl-reference §1-§6 and §9."""
+"""Output fidelity of the simulator against docs/orbctl-contract.md §1-§6 and §9."""
 
 from __future__ import annotations
 
