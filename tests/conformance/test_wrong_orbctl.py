@@ -7,7 +7,7 @@ the suite checks its default orbctl (orbsim): against OrbStack it would prove no
 from __future__ import annotations
 
 import json
-import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,8 +30,10 @@ def wrong_orbctl(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     exe, default = orbctl_choice(request.config)
     if not default or exe is None:
         pytest.skip("checks the suite itself: only with the default orbctl (orbsim)")
-    status = os.popen(f"'{exe}' status 2>/dev/null").read().strip()  # noqa: S605
-    if status != "Running":
+    status = subprocess.run(
+        [exe, "status"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
+    )
+    if status.stdout.strip() != "Running":
         pytest.skip("orbsim cannot run machines here")
     launcher = tmp_path / "bin" / "orbctl"
     launcher.parent.mkdir()
