@@ -112,12 +112,26 @@ class Machine:
             input=data,
             timeout=timeout,
         )
-        result = _result(self.name, argv, call, user)
+        result = self.record(argv, call, user)
+        if check:
+            result.check_returncode()
+        return result
+
+    def record(self, argv: list[str], call: CompletedCall, user: str | None) -> RunResult:
+        """Keep a command run in this machine (by :meth:`run`, or by testinfra or pyinfra
+        through the same client) in ``history`` for failure reports, and tell ``on_run``."""
+        result = RunResult(
+            machine=self.name,
+            argv=argv,
+            returncode=call.returncode,
+            stdout=call.stdout.decode(errors="replace"),
+            stderr=call.stderr.decode(errors="replace"),
+            duration=call.duration,
+            user=user,
+        )
         self.history.append(result)
         if self.on_run is not None:
             self.on_run(result)
-        if check:
-            result.check_returncode()
         return result
 
     def push(self, src: str | os.PathLike[str], dest: str) -> None:
@@ -206,18 +220,6 @@ def _env_item(key: str, value: str) -> str:
     if not _ENV_NAME.match(key):
         raise ValueError(f"invalid environment variable name {key!r}")
     return f"{key}={value}"
-
-
-def _result(name: str, argv: list[str], call: CompletedCall, user: str | None) -> RunResult:
-    return RunResult(
-        machine=name,
-        argv=argv,
-        returncode=call.returncode,
-        stdout=call.stdout.decode(errors="replace"),
-        stderr=call.stderr.decode(errors="replace"),
-        duration=call.duration,
-        user=user,
-    )
 
 
 __all__ = ["CommandError", "CopyError", "Machine", "RunResult", "command_argv"]

@@ -29,6 +29,7 @@ from pytest_orbstack.errors import (
     PermanentError,
     StateError,
     TransientError,
+    UnsupportedCommandError,
     classify,
 )
 from tests.conftest import _sim_unusable_reason, orbsim_executable
@@ -94,7 +95,8 @@ CASES = [
          PermanentError),
     Case(r"Unknown machine config key", ("config", "set", "machine.{m}.nope", "1"),
          PermanentError),
-    Case(r"unknown (?:flag|command|shorthand flag)", ("no-such-command",), PermanentError),
+    Case(r'unknown command "\w+" for', ("nosuchcommand",), UnsupportedCommandError),
+    Case(r"unknown (?:flag|command|shorthand flag)", ("list", "--bogus"), PermanentError),
     Case(r"accepts \d+ arg\(s\)|requires at least \d+ arg", ("info",), PermanentError),
     Case(r"no machines specified", ("restart",), PermanentError),
     Case(r"invalid format", ("list", "-f", "yaml"), PermanentError),
