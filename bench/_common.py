@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orbsim.faults import REALISTIC_LATENCY
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 SUITES = BENCH / "suites"
@@ -29,18 +31,13 @@ SUITES = BENCH / "suites"
 DEFAULT_DEPLOY = REPO / "examples" / "deploys" / "webapp.py"
 IMAGE = "debian:bookworm"
 
-#: Seconds per ``orbctl`` command, added by the simulator on top of its own cost.  These are
-#: assumptions approximating OrbStack 2.x on Apple silicon (there are no measured figures in the
-#: reference): create downloads the image from the CDN every time and waits for IPv4/IPv6 and
-#: in-guest setup; clone is a copy-on-write snapshot; start boots a container; run is one RPC.
-LATENCY_DEFAULTS: dict[str, float] = {
-    "create": 15.0,
-    "clone": 0.5,
-    "start": 1.5,
-    "stop": 1.0,
-    "delete": 0.5,
-    "run": 0.03,
-}
+#: Seconds per ``orbctl`` command, added by the simulator on top of its own cost: orbsim's
+#: ``ORBSIM_LATENCY=realistic`` preset (one table, so the benchmarks and a user's CI that turns
+#: the preset on assume the same OrbStack).  These are assumptions approximating OrbStack 2.x on
+#: Apple silicon (docs/orbctl-contract.md has no measured figures): create downloads the image
+#: from the CDN every time and waits for IPv4/IPv6 and in-guest setup; clone is a copy-on-write
+#: snapshot; start boots a container; run is one RPC.
+LATENCY_DEFAULTS: dict[str, float] = dict(REALISTIC_LATENCY)
 
 #: Environment variables never inherited by benchmark subprocesses (a caller's settings would
 #: change what is measured).

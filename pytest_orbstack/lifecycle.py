@@ -422,7 +422,7 @@ class MachineManager:
 
     def _wait_ready(self, machine: Machine) -> None:
         """After ``create``: running (with an address if this orbctl reports addresses), then
-        answering commands (reference section 4)."""
+        answering commands (docs/orbctl-contract.md §4)."""
         info = wait_for_state(self.client, machine.name, {"running"}, self.policy, require_ip=True)
         if info is None or info.state != "running":
             state = info.state if info else "gone"

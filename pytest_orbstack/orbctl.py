@@ -134,7 +134,7 @@ class MachineInfo:
 
     @property
     def ready(self) -> bool:
-        """Running with an IPv4 address: the reference's readiness condition (section 4)."""
+        """Running with an IPv4 address: the readiness condition of docs/orbctl-contract.md §4."""
         return self.record.state == "running" and bool(self.ip4)
 
     @classmethod
@@ -471,8 +471,8 @@ class Orbctl:
         OrbStack quotes each element of ``argv`` for the login shell, so there is no shell
         interpretation of the arguments: pass ``["sh", "-c", script]`` for shell features.  The
         returned ``returncode`` is the remote command's.  No ``--`` is emitted: OrbStack's custom
-        flag parser rejects it (reference section 2), so an ``argv`` whose first element starts
-        with ``-`` is refused.
+        flag parser rejects it (docs/orbctl-contract.md §2 run), so an ``argv`` whose first
+        element starts with ``-`` is refused.
         """
         _require_name(name)
         if not argv:

@@ -32,7 +32,7 @@ MARKER_ARGS: dict[str, str] = {
     "name": "None",
 }
 MARKER_KEYS = tuple(MARKER_ARGS)
-#: CLI distro tokens OrbStack accepts (orbctl-reference.md section 5).
+#: CLI distro tokens OrbStack accepts (docs/orbctl-contract.md §5).
 DISTROS = (
     "alma", "alpine", "arch", "centos", "debian", "devuan", "fedora", "gentoo", "kali",
     "nixos", "openeuler", "opensuse", "oracle", "rocky", "ubuntu", "void",

@@ -22,7 +22,7 @@ import pytest
 from pytest_orbstack.machine import Machine
 from pytest_orbstack.orbctl import CreateOptions, Orbctl
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "tests.conformance.plugin"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

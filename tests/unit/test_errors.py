@@ -1,4 +1,4 @@
-"""Error classification, built from the real error texts in orbctl-reference.md section 9."""
+"""Error classification, built from the real error texts in docs/orbctl-contract.md §9."""
 
 from __future__ import annotations
 
