@@ -1,9 +1,22 @@
-"""Machine lifecycle: create / clone / start / ready / delete, templates, keep and reuse policy.
+"""Machine lifecycle: create / clone / start / ready / delete of bases, templates, session and
+fresh machines, and reuse across runs.
 
 :class:`MachineManager` is one per pytest process.  It knows nothing of pytest hooks: the plugin
-hands it specs and tells it when scopes end.  Every machine is written to the
-:class:`~pytest_orbstack.registry.Registry` *before* it is created, so a crash at any point
-leaves a record the reaper (or the watchdog) can act on, and nothing else is ever deleted.
+hands it specs and tells it when scopes end; what to keep is decided by
+:mod:`pytest_orbstack.policy`.  How machines are made:
+
+* a **base** per (image, arch, user, user-data) is the one ``create`` (OrbStack downloads the
+  image on every create); it is generalized (no machine-id, SSH host keys or random seed to
+  share) and stopped;
+* a **template** per spec with a deploy is a clone of the base, provisioned, generalized and
+  stopped; session machines are clones of the base (provisioned when they have a deploy);
+* every **fresh** machine is a copy-on-write clone of its template or base, started and checked
+  once (:meth:`MachineManager._ready`); without ``clone`` (OrbStack before 2.0) machines are
+  created.
+
+Every machine is written to the :class:`~pytest_orbstack.registry.Registry` *before* it is
+created, so a crash at any point leaves a record the reaper (or the watchdog) can act on, and
+nothing else is ever deleted (:mod:`pytest_orbstack.cleanup`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Retry policies for machine lifecycle calls (tenacity).
 
-Rules, from the error catalogue (docs/orbctl-contract.md §9) and the seed project's mistakes:
+Rules, from the error catalogue (docs/orbctl-contract.md §9):
 
 * only :class:`~pytest_orbstack.errors.TransientError` is retried, with exponential backoff,
   jitter and an overall deadline; permanent errors are raised after exactly one call;
