@@ -271,7 +271,7 @@ class MachineManager:
             return None
         fp = self._fingerprints.get(spec.deploy)
         if fp is None:
-            from pytest_orbstack.deploy import deploy_fingerprint
+            from pytest_orbstack.deploy.fingerprint import deploy_fingerprint
 
             # Once per run, shared by every process: all workers key the same template even if
             # files beside the deploy change while the run goes on.
@@ -429,7 +429,7 @@ class MachineManager:
                 machine.run(["cloud-init", "status", "--wait"], user="root", timeout=600)
 
     def _provision(self, machine: Machine, spec: MachineSpec) -> None:
-        from pytest_orbstack.deploy import run_deploy
+        from pytest_orbstack.deploy.runner import run_deploy
 
         assert spec.deploy is not None
         with self.recorder.phase(machine.name, "deploy"):

@@ -235,6 +235,11 @@ class Orbctl:
         for proc in live:
             _kill_group(proc)
 
+    @property
+    def aborted(self) -> bool:
+        """:meth:`abort` was called: work on this client's behalf should stop too."""
+        return self._aborted
+
     def __repr__(self) -> str:
         return f"Orbctl({self.executable!r})"
 

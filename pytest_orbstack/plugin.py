@@ -431,7 +431,7 @@ def orb_vm_factory_session(
 def orb_deploy(orb_vm: Machine) -> Callable[..., Any]:
     """``orb_deploy(target, *machines, **data)``: run a pyinfra deploy on several machines at
     once (default: this test's ``orb_vm``); returns ``{name: DeployResult}``."""
-    from pytest_orbstack.deploy import run_deploy
+    from pytest_orbstack.deploy.runner import run_deploy
 
     def deploy(target: Any, *machines: Machine, **data: Any) -> Any:
         return run_deploy(list(machines) or [orb_vm], target, data=data)

@@ -1,4 +1,4 @@
-"""Deploy helpers (``run_deploy``, ``assert_idempotent``, ``orb_deploy``) on simulator machines.
+"""Deploy helpers (``run_deploy``, ``assert_idempotent``, ``Machine.deploy``) on simulator machines.
 
 The deploy files live in ``tests/data/deploys``.  Results are checked in the machine itself.
 apt runs once (``test_apt_package_is_installed``), against deb.debian.org.
@@ -16,7 +16,6 @@ from pytest_orbstack.deploy import (
     DeployError,
     IdempotenceError,
     assert_idempotent,
-    orb_deploy,
     run_deploy,
 )
 from pytest_orbstack.machine import Machine
@@ -121,9 +120,11 @@ def test_deploy_several_machines_at_once(vm: Machine, sim_home) -> None:  # type
                 _sudo=True,
             )
 
-        results = orb_deploy([vm, other], deploy, idempotent=True)
+        results = run_deploy([vm, other], deploy)
         assert sorted(results) == sorted([vm.name, other.name])
         assert all(r.ok and r.changed for r in results.values())
+        again = run_deploy([vm, other], deploy)
+        assert not any(r.changed for r in again.values())
         for machine in (vm, other):
             assert read(machine, "/etc/orb-multi.txt") == f"deployed to {machine.name}\n"
     finally:
