@@ -330,3 +330,18 @@ def sim_free_env(tmp_path: Path) -> dict[str, str]:
     env["PATH"] = str(tmp_path / "empty-path")
     env["HOME"] = str(tmp_path)
     return env
+
+
+def test_deploy_code_never_imports_machine_or_pyinfra_cli() -> None:
+    """The deploy package talks to machines through a Protocol (no machine.py <-> deploy cycle),
+    and only the deploy process imports pyinfra_cli (gevent's monkey-patching)."""
+    code = (
+        "import sys\n"
+        "import pytest_orbstack.deploy.runner, pytest_orbstack.deploy.fingerprint\n"
+        "import pytest_orbstack.deploy.pyinfra_driver\n"
+        "from pytest_orbstack.deploy import DeployResult, run_deploy\n"
+        "print(sorted(m for m in sys.modules if m in "
+        "('pytest_orbstack.machine', 'pyinfra_cli', 'pytest_orbstack.plugin')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
