@@ -64,6 +64,12 @@ CASES = [
 ]
 
 
+@pytest.fixture
+def truth(tmp_path: Path) -> Path:
+    """A copy of the deploy files: the CLI writes pyinfra-debug.log where it runs."""
+    return Path(shutil.copytree(TRUTH, tmp_path / "truth"))
+
+
 @pytest.fixture(scope="module")
 def vm(sim_home: SimHome) -> Iterator[Machine]:
     yield from module_machine(sim_home, "truth")
@@ -98,10 +104,12 @@ def run_cli(vm: Machine, sim_home: SimHome, deploy: Path, marker_dir: str) -> in
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.deploy for c in CASES])
-def test_run_deploy_and_the_cli_agree(vm: Machine, sim_home: SimHome, case: Case) -> None:
+def test_run_deploy_and_the_cli_agree(
+    vm: Machine, sim_home: SimHome, truth: Path, case: Case
+) -> None:
     run_id = uuid.uuid4().hex[:8]
     api_dir, cli_dir = f"/tmp/truth-{run_id}-api", f"/tmp/truth-{run_id}-cli"
-    deploy = TRUTH / case.deploy
+    deploy = truth / case.deploy
 
     result: DeployResult
     message = ""
