@@ -62,6 +62,12 @@ class PermanentError(OrbctlError):
     kind = "permanent"
 
 
+class UnsupportedCommandError(PermanentError):
+    """``unknown command "clone" for "orbctl"``: this OrbStack is too old for the command."""
+
+    kind = "unsupported"
+
+
 class MachineNotFoundError(PermanentError):
     """``machine not found: 'NAME'``."""
 
@@ -148,6 +154,7 @@ _RULES: tuple[tuple[re.Pattern[str], type[OrbctlError]], ...] = tuple(
         (r"can't find '_orbstack/config\.v1\.json'", PermanentError),
         (r"Unknown (?:machine )?configuration key", PermanentError),
         (r"Unknown machine config key", PermanentError),
+        (r'unknown command "\w+" for', UnsupportedCommandError),
         (r"unknown (?:flag|command|shorthand flag)", PermanentError),
         (r"accepts \d+ arg\(s\)|requires at least \d+ arg", PermanentError),
         (r"no machines specified", PermanentError),

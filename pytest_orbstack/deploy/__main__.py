@@ -9,6 +9,8 @@ import pyinfra_cli  # type: ignore[import-untyped]  # noqa: F401, I001 - gevent 
 
 import sys
 
+from pyinfra_cli.util import exec_file  # type: ignore[import-untyped]
+
 from pytest_orbstack.deploy.pyinfra_driver import main
 
-sys.exit(main())
+sys.exit(main(exec_file))

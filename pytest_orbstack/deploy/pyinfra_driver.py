@@ -25,7 +25,6 @@ Anything else (a bug here, Ctrl-C) propagates.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -282,7 +281,7 @@ def _collect(
 
 def execute(
     hosts: Sequence[HostSpec],
-    load: Callable[[], None],
+    load: Callable[[], object],
     *,
     base_dir: str,
     deploy_file: str | None = None,
@@ -393,8 +392,11 @@ def _orbctl_client(settings: Mapping[str, Any]) -> Any:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(exec_file: Callable[[str], object], argv: Sequence[str] | None = None) -> int:
     """Entry point of the deploy process: ``python -m pytest_orbstack.deploy REQUEST.json``.
+
+    ``exec_file`` is pyinfra_cli's own (``pyinfra_cli.util.exec_file``), handed over by
+    ``__main__`` - the only module that imports ``pyinfra_cli``.
 
     The request names the deploy file, the hosts (name, data, orbctl settings) and the pyinfra
     config; the results go, as JSON, to the request's ``result_path``.  Exit status 0 when the
@@ -406,9 +408,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     with open(args[0], encoding="utf-8") as fh:
         request = json.load(fh)
-    # pyinfra_cli is imported already (by __main__, before anything else): no new patching.
-    exec_file = importlib.import_module("pyinfra_cli.util").exec_file
-
     pyinfra.is_cli = True
     deploy_file: str = request["deploy_file"]
     base_dir = os.path.dirname(deploy_file)

@@ -68,7 +68,7 @@ class DeployMachine(Protocol):
     @property
     def client(self) -> Orbctl: ...
 
-    def record(self, argv: list[str], call: CompletedCall, user: str | None = None) -> object:
+    def record(self, argv: list[str], call: CompletedCall, user: str | None) -> object:
         """Keep a command that ran for this machine (failure reports list them)."""
         ...
 
@@ -274,7 +274,7 @@ def _record(machine: DeployMachine, description: str, result: DeployResult) -> N
     call = CompletedCall(
         argv, 0 if result.ok else 1, result.summary().encode(), stderr.encode(), result.duration
     )
-    machine.record(argv, call)
+    machine.record(argv, call, None)
 
 
 def run_deploy(
