@@ -12,13 +12,12 @@ read like any testinfra suite; ``orb_vm`` is still there for ``run`` and the ide
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("testinfra", reason="needs pytest-orbstack[testinfra]")
 
-DEPLOY = Path(__file__).parent / "deploys" / "testinfra_role.py"
+# Relative to this file, like the marker's deploy= (whatever the current directory is).
+DEPLOY = "deploys/testinfra_role.py"
 
 pytestmark = pytest.mark.orbstack(image="debian:bookworm", deploy="deploys/testinfra_role.py")
 

@@ -13,11 +13,11 @@ the failed operations (with their stderr), and ``assert_idempotent`` raises ``Id
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-DEPLOY = Path(__file__).parent / "deploys" / "webapp.py"
+# Relative to this file, like the marker's deploy= (whatever the current directory is).
+DEPLOY = "deploys/webapp.py"
 
 
 @pytest.mark.orbstack(image="debian:bookworm", isolation="function")

@@ -18,10 +18,10 @@ _EXPORTS = {
     "CommandError": "pytest_orbstack.machine",
     "CopyError": "pytest_orbstack.machine",
     "MachineSpec": "pytest_orbstack.spec",
-    "DeployResult": "pytest_orbstack.deploy",
-    "OperationResult": "pytest_orbstack.deploy",
-    "DeployError": "pytest_orbstack.deploy",
-    "IdempotenceError": "pytest_orbstack.deploy",
+    "DeployResult": "pytest_orbstack.deploy.results",
+    "OperationResult": "pytest_orbstack.deploy.results",
+    "DeployError": "pytest_orbstack.deploy.results",
+    "IdempotenceError": "pytest_orbstack.deploy.results",
     "ProvisionError": "pytest_orbstack.lifecycle",
     "Orbctl": "pytest_orbstack.orbctl",
     "OrbstackError": "pytest_orbstack.errors",
@@ -61,7 +61,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from pytest_orbstack.deploy import DeployError, DeployResult, IdempotenceError, OperationResult
+    from pytest_orbstack.deploy.results import (
+        DeployError,
+        DeployResult,
+        IdempotenceError,
+        OperationResult,
+    )
     from pytest_orbstack.errors import (
         ConfigError,
         MachineExistsError,

@@ -6,13 +6,19 @@ Usage::
     pyinfra @orb/web,@orb/db deploy.py -y                 # several
     pyinfra @orb deploy.py -y                             # every machine ``orbctl list`` shows
 
-The ``orbctl`` executable is ``$ORBSTACK_ORBCTL`` (else ``orbctl`` on ``PATH``); API users may set
-host data ``orb_orbctl`` (a path), ``orb_env`` (extra environment for the ``orbctl`` process,
-e.g. ``ORBSIM_HOME`` for the simulator) or ``orb_client`` (an
-:class:`~pytest_orbstack.orbctl.Orbctl` instance, used as is).  Everything else in the process
-environment is inherited.
+The ``orbctl`` executable is chosen as the plugin chooses it: host data ``orb_orbctl`` (a
+path), else ``$ORBSTACK_ORBCTL``, else ``ORBSTACK_BACKEND=sim`` means the bundled ``orbsim``
+simulator (Linux), else ``orbctl`` on ``PATH``.  API users may also set ``orb_env`` (extra
+environment for the ``orbctl`` process, e.g. ``ORBSIM_HOME`` for the simulator) or
+``orb_client`` (an :class:`~pytest_orbstack.orbctl.Orbctl` instance, used as is).  Everything
+else in the process environment is inherited.
 
-How it works, and how it differs from the seed project's connector:
+Commands run as the machine's default user, as over SSH (``_sudo=True`` for root); host data
+``orb_user`` connects as another user of the machine, as ``ssh_user`` does for ``@ssh``::
+
+    pyinfra @orb/web deploy.py -y --data orb_user=deploy
+
+How it works:
 
 * ``connect()`` runs ``orbctl info`` once and ``orbctl start`` when the machine is not running;
   every failure raises :class:`pyinfra.api.exceptions.ConnectError` with ``orbctl``'s own error
@@ -69,7 +75,7 @@ from pytest_orbstack.errors import (
     OrbctlTimeoutError,
     OrbStackUnavailableError,
 )
-from pytest_orbstack.orbctl import CompletedCall, Orbctl, resolve_executable
+from pytest_orbstack.orbctl import ENV_BACKEND, ENV_ORBCTL, CompletedCall, Orbctl, select_executable
 
 if TYPE_CHECKING:
     from pyinfra.api.host import Host
@@ -103,6 +109,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 class OrbConnectorData(TypedDict, total=False):
     orb_name: str
+    orb_user: str | None
     orb_orbctl: str | None
     orb_env: dict[str, str] | None
     orb_client: Orbctl | None
@@ -111,8 +118,14 @@ class OrbConnectorData(TypedDict, total=False):
 
 connector_data_meta: dict[str, DataMeta] = {
     "orb_name": DataMeta("Name (or id) of the OrbStack machine", None),
+    "orb_user": DataMeta(
+        "Machine user to connect as (like ssh_user for @ssh; default: the machine's default user)",
+        None,
+    ),
     "orb_orbctl": DataMeta(
-        "Path of the orbctl executable (default: $ORBSTACK_ORBCTL, else orbctl on PATH)", None
+        "Path of the orbctl executable (default: $ORBSTACK_ORBCTL, else orbsim with "
+        "ORBSTACK_BACKEND=sim, else orbctl on PATH)",
+        None,
     ),
     "orb_env": DataMeta("Extra environment variables for the orbctl process", None),
     "orb_client": DataMeta("An Orbctl client object to use as is (API only)", None),
@@ -128,6 +141,23 @@ def validate_machine_name(name: str) -> str:
             "use @orb/NAME)"
         )
     return name
+
+
+def _backend() -> str:
+    return os.environ.get(ENV_BACKEND, "").strip() or "auto"
+
+
+def _not_found_hint() -> str:
+    """How to point the connector at an orbctl (or at the simulator)."""
+    if _backend() == "sim":
+        return (
+            f"{ENV_BACKEND}=sim but the orbsim simulator is not installed next to this Python "
+            "or on PATH (pip install pytest-orbstack)"
+        )
+    return (
+        f"install OrbStack, or set {ENV_ORBCTL} to the orbctl executable; on Linux, set "
+        f"{ENV_BACKEND}=sim to use the bundled orbsim simulator"
+    )
 
 
 def _blocking(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -248,12 +278,9 @@ class OrbConnector(BaseConnector):
             validate_machine_name(name)
             yield f"@orb/{name}", {"orb_name": name}, ["@orb"]
             return
-        executable = resolve_executable()
+        executable = select_executable(_backend())
         if executable is None:
-            raise InventoryError(
-                "@orb: cannot find orbctl (install OrbStack or set ORBSTACK_ORBCTL); "
-                "to target one machine use @orb/NAME"
-            )
+            raise InventoryError(f"@orb: cannot find orbctl ({_not_found_hint()})")
         try:
             records = Orbctl(executable).list()
         except OrbctlError as exc:
@@ -283,13 +310,13 @@ class OrbConnector(BaseConnector):
         if given is not None:
             return given
         explicit = self.data.get("orb_orbctl")
-        executable = resolve_executable(explicit)
+        executable = select_executable(_backend(), explicit)
         if executable is None:
-            where = f"orb_orbctl={explicit!r}" if explicit else "$ORBSTACK_ORBCTL or PATH"
-            raise ConnectError(
-                f"cannot find the orbctl executable ({where}); install OrbStack or point "
-                "ORBSTACK_ORBCTL at orbctl"
-            )
+            if explicit:
+                raise ConnectError(
+                    f"cannot find the orbctl executable orb_orbctl={explicit!r}; fix the path"
+                )
+            raise ConnectError(f"cannot find the orbctl executable: {_not_found_hint()}")
         return Orbctl(executable, env=self.data.get("orb_env"))
 
     def connect(self) -> None:
@@ -308,29 +335,63 @@ class OrbConnector(BaseConnector):
             raise ConnectError(f"cannot inspect OrbStack machine {name!r}: {exc}") from exc
         except ValueError as exc:  # unparsable JSON
             raise ConnectError(f"unexpected orbctl info output for {name!r}: {exc}") from exc
-        if info.state == "running":
-            return
+        if info.state != "running":
+            self._start(name, info.state)
+        if self.user is not None:
+            self._check_user(name, self.user)
+
+    def _start(self, name: str, state: str) -> None:
         if not self.data.get("orb_start", True):
-            raise ConnectError(f"OrbStack machine {name!r} is {info.state} (orb_start is off)")
-        logger.info("%sstarting %s machine %s", self.host.print_prefix, info.state, name)
+            raise ConnectError(f"OrbStack machine {name!r} is {state} (orb_start is off)")
+        logger.info("%sstarting %s machine %s", self.host.print_prefix, state, name)
         try:
-            _blocking(client.start, name)
+            _blocking(self.client.start, name)
         except OrbctlError as exc:
             raise ConnectError(
-                f"OrbStack machine {name!r} is {info.state} and could not be started: {exc}"
+                f"OrbStack machine {name!r} is {state} and could not be started: {exc}"
             ) from exc
+
+    def _check_user(self, name: str, user: str) -> None:
+        """``orb_user`` must be a user of the machine: say so at connect, not per command."""
+        try:
+            call = self._invoke(["true"])
+        except (OSError, TimeoutError) as exc:
+            raise ConnectError(f"cannot run commands in {name!r} as {user!r}: {exc}") from exc
+        if call.returncode != 0:
+            detail = call.stderr.decode(errors="replace").strip() or f"exit {call.returncode}"
+            raise ConnectError(
+                f"cannot run commands in OrbStack machine {name!r} as orb_user={user!r}: "
+                f"{detail}; create the user first or drop orb_user"
+            )
 
     def disconnect(self) -> None:
         """Nothing to close: every command is its own ``orbctl`` invocation."""
 
     # -- commands --------------------------------------------------------------------------
 
+    @property
+    def user(self) -> str | None:
+        """The machine user commands run as (``orb_user``; None: the default user)."""
+        return self.data.get("orb_user") or None
+
     def _invoke(
-        self, argv: list[str], *, input: bytes | None = None, timeout: float | None = None
+        self,
+        argv: list[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+        default_user: bool = False,
     ) -> CompletedCall:
+        user = None if default_user else self.user
         try:
             return _blocking(
-                self.client.run, self.machine, argv, workdir="", input=input, timeout=timeout
+                self.client.run,
+                self.machine,
+                argv,
+                user=user,
+                workdir="",
+                input=input,
+                timeout=timeout,
             )
         except OrbctlTimeoutError as exc:
             raise TimeoutError(f"orbctl run in {self.machine!r}: {exc}") from exc
@@ -394,18 +455,28 @@ class OrbConnector(BaseConnector):
         ) or DEFAULT_REMOTE_TEMP_DIR
         return posixpath.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
 
-    def _remove_remote(self, path: str, arguments: Mapping[str, Any]) -> None:
-        """Best-effort removal of a machine-side temporary file."""
-        args = {k: v for k, v in arguments.items() if k not in ("_stdin", "_success_exit_codes")}
+    def _remove_remote(
+        self, path: str, arguments: Mapping[str, Any], *, as_default_user: bool = False
+    ) -> None:
+        """Best-effort removal of a machine-side temporary file, as the user who wrote it: the
+        operation's user (``arguments``), or the default user (``orbctl push`` writes as it)."""
         try:
-            ok, output = self.run_shell_command(
-                StringCommand("rm", "-f", QuoteString(path)), **args
-            )
+            if as_default_user:
+                call = self._invoke(["rm", "-f", path], default_user=True)
+                ok, error = call.returncode == 0, call.stderr.decode(errors="replace")
+            else:
+                args = {
+                    k: v for k, v in arguments.items() if k not in ("_stdin", "_success_exit_codes")
+                }
+                ok, output = self.run_shell_command(
+                    StringCommand("rm", "-f", QuoteString(path)), **args
+                )
+                error = output.stderr
         except (OSError, TimeoutError) as exc:
             logger.warning("%scould not remove %s: %s", self.host.print_prefix, path, exc)
             return
         if not ok:
-            logger.warning("%scould not remove %s: %s", self.host.print_prefix, path, output.stderr)
+            logger.warning("%scould not remove %s: %s", self.host.print_prefix, path, error)
 
     def put_file(
         self,
@@ -428,7 +499,8 @@ class OrbConnector(BaseConnector):
         arguments.pop("_stdin", None)
         remote_temp = self._remote_temp_path(remote_temp_filename)
         quoted_temp = QuoteString(remote_temp)
-        other_user = _runs_as_other_user(arguments)
+        # The temp file belongs to the default user: who else copies it cannot remove it.
+        other_user = _runs_as_other_user(arguments) or self.user not in (None, "root")
         local_temp = _write_host_temp(filename_or_io)
         removed = False
         try:
@@ -457,7 +529,7 @@ class OrbConnector(BaseConnector):
             shutil.rmtree(os.path.dirname(local_temp), ignore_errors=True)
             if not removed:
                 # Pushed as the default user (maybe partially): remove it as that user.
-                self._remove_remote(remote_temp, _noauth(arguments))
+                self._remove_remote(remote_temp, _noauth(arguments), as_default_user=True)
 
         if print_output:
             echo(f"{self.host.print_prefix}file uploaded: {remote_filename}", err=True)

@@ -277,20 +277,23 @@ class MachineManager:
     def fingerprint(self, spec: MachineSpec) -> str | None:
         if not spec.deploy:
             return None
-        fp = self._fingerprints.get(spec.deploy)
+        deploy = spec.deploy
+        # The deploy's data and config are part of what it does (and of the template hash).
+        ident = "\0".join((deploy, spec.deploy_data_json or "", spec.deploy_config_json or ""))
+        fp = self._fingerprints.get(ident)
         if fp is None:
-            from pytest_orbstack.deploy import deploy_fingerprint
+            from pytest_orbstack.deploy.fingerprint import deploy_fingerprint
 
             # Once per run, shared by every process: all workers key the same template even if
             # files beside the deploy change while the run goes on.
-            deploy = spec.deploy
-            key = "fingerprint-" + hashlib.sha256(deploy.encode()).hexdigest()[:16]
+            key = "fingerprint-" + hashlib.sha256(ident.encode()).hexdigest()[:16]
+            data, config = spec.deploy_data, spec.deploy_config
             handle, _ = self.run.shared.get_or_make(
-                key, lambda: {"fingerprint": deploy_fingerprint(deploy)}
+                key, lambda: {"fingerprint": deploy_fingerprint(deploy, data=data, config=config)}
             )
             if "error" in handle:
                 raise ProvisionError(f"cannot fingerprint deploy {deploy}: {handle['error']}")
-            fp = self._fingerprints[deploy] = str(handle["fingerprint"])
+            fp = self._fingerprints[ident] = str(handle["fingerprint"])
         return fp
 
     def finish_process(self) -> None:
@@ -482,11 +485,11 @@ class MachineManager:
             stop_machine(self.client, self.policy, name)
 
     def _provision(self, machine: Machine, spec: MachineSpec) -> None:
-        from pytest_orbstack.deploy import run_deploy
+        from pytest_orbstack.deploy.runner import run_deploy
 
         assert spec.deploy is not None
         with self.recorder.phase(machine.name, "deploy"):
-            run_deploy([machine], spec.deploy)
+            run_deploy([machine], spec.deploy, data=spec.deploy_data, config=spec.deploy_config)
 
     def _cleanup_failed(self, name: str) -> None:
         """A machine failed half-way: remove it (and its record); never raise over the cause."""

@@ -19,7 +19,8 @@ from pytest_orbstack.errors import OrbstackError
 from pytest_orbstack.orbctl import CompletedCall, MachineInfo, Orbctl
 
 if TYPE_CHECKING:
-    from pytest_orbstack.deploy import DeployResult, DeployTarget
+    from pytest_orbstack.deploy.results import DeployResult
+    from pytest_orbstack.deploy.targets import DeployTarget
     from pytest_orbstack.spec import MachineSpec
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -188,17 +189,41 @@ class Machine:
 
     # -- pyinfra and testinfra -------------------------------------------------------------
 
-    def deploy(self, target: DeployTarget, **data: Any) -> DeployResult:
-        """Run a pyinfra deploy (file path or callable) against this machine."""
-        from pytest_orbstack.deploy import run_deploy
+    def deploy(
+        self,
+        target: DeployTarget,
+        *,
+        sudo: bool = False,
+        config: Mapping[str, Any] | None = None,
+        **data: Any,
+    ) -> DeployResult:
+        """Run a pyinfra deploy (file path or callable) against this machine.
 
-        return run_deploy([self], target, data=data)[self.name]
+        It runs as the machine's default user, as over SSH: ``sudo=True`` (or ``_sudo=True``
+        on an operation) for root.  ``config`` sets pyinfra ``Config`` attributes; keyword
+        arguments become host data.  A relative path is resolved against the directory of the
+        file of the test that calls (see :mod:`pytest_orbstack.deploy.targets`).
+        """
+        from pytest_orbstack.deploy.runner import run_deploy
+        from pytest_orbstack.deploy.targets import check_target
 
-    def assert_idempotent(self, target: DeployTarget, **data: Any) -> DeployResult:
+        check_target(target, "deploy")
+        return run_deploy([self], target, data=data, config=config, sudo=sudo)[self.name]
+
+    def assert_idempotent(
+        self,
+        target: DeployTarget,
+        *,
+        sudo: bool = False,
+        config: Mapping[str, Any] | None = None,
+        **data: Any,
+    ) -> DeployResult:
         """Run ``target`` again and fail listing every operation that still changed."""
-        from pytest_orbstack.deploy import assert_idempotent
+        from pytest_orbstack.deploy.runner import assert_idempotent
+        from pytest_orbstack.deploy.targets import check_target
 
-        return assert_idempotent(self, target, data=data)
+        check_target(target, "assert_idempotent")
+        return assert_idempotent(self, target, data=data, config=config, sudo=sudo)
 
     @property
     def host(self) -> Any:

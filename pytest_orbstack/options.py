@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from pytest_orbstack.errors import ConfigError, OrbctlError, OrbctlTimeoutError
-from pytest_orbstack.orbctl import Orbctl, resolve_executable
+from pytest_orbstack.orbctl import Orbctl, select_executable, simulator_executable
 from pytest_orbstack.registry import default_state_dir
 from pytest_orbstack.settings import BACKENDS, KEEP_POLICIES, Settings
 from pytest_orbstack.spec import DEFAULT_IMAGE, validate_image
@@ -210,20 +209,9 @@ def _bool(value: str) -> bool:
     raise ValueError("must be true or false")
 
 
-def simulator_executable() -> str | None:
-    """The bundled ``orbsim`` console script (next to this Python, or on PATH)."""
-    beside = Path(sys.executable).with_name("orbsim")
-    if beside.is_file():
-        return str(beside)
-    return shutil.which("orbsim")
-
-
 def _executable(backend: str, explicit: str | None) -> str | None:
-    if explicit:
-        return resolve_executable(explicit) or explicit
-    if backend == "sim":
-        return simulator_executable()
-    return resolve_executable()
+    # An explicit path that does not resolve is kept: probe() reports it by name.
+    return select_executable(backend, explicit) or explicit
 
 
 def _registry_key(backend: str, executable: str | None) -> str:
@@ -268,4 +256,5 @@ __all__ = [
     "required",
     "resolve",
     "settings_from_config",
+    "simulator_executable",
 ]

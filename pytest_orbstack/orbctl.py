@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,6 +38,8 @@ from pytest_orbstack.errors import (
 log = logging.getLogger("pytest_orbstack")
 
 ENV_ORBCTL = "ORBSTACK_ORBCTL"
+#: Environment variable naming the backend: ``auto``, ``orbctl`` or ``sim`` (the simulator).
+ENV_BACKEND = "ORBSTACK_BACKEND"
 DEFAULT_TIMEOUT = 60.0
 #: Per-command default timeouts (seconds); create downloads an image every time on OrbStack.
 DEFAULT_TIMEOUTS: Mapping[str, float] = {
@@ -212,6 +215,25 @@ def resolve_executable(explicit: str | os.PathLike[str] | None = None) -> str | 
     return shutil.which(candidate)
 
 
+def simulator_executable() -> str | None:
+    """The bundled ``orbsim`` console script (next to this Python, or on PATH)."""
+    beside = Path(sys.executable).with_name("orbsim")
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("orbsim")
+
+
+def select_executable(backend: str = "auto", explicit: str | None = None) -> str | None:
+    """The executable a backend means: ``explicit`` (an orbctl path) wins; ``sim`` is the
+    bundled ``orbsim``; ``auto``/``orbctl`` is :func:`resolve_executable` (``$ORBSTACK_ORBCTL``,
+    else ``orbctl`` on PATH).  The plugin and the pyinfra connector both choose this way."""
+    if explicit:
+        return resolve_executable(explicit)
+    if backend == "sim":
+        return simulator_executable()
+    return resolve_executable()
+
+
 class Orbctl:
     """A typed client for the ``orbctl`` CLI.
 
@@ -265,6 +287,11 @@ class Orbctl:
             live = list(self._live)
         for proc in live:
             _kill_group(proc)
+
+    @property
+    def aborted(self) -> bool:
+        """:meth:`abort` was called: work on this client's behalf should stop too."""
+        return self._aborted
 
     def __repr__(self) -> str:
         return f"Orbctl({self.executable!r})"
@@ -557,6 +584,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
+    "ENV_BACKEND",
     "ENV_ORBCTL",
     "CompletedCall",
     "ImageInfo",

@@ -10,6 +10,7 @@ cache provider.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import shutil
@@ -27,6 +28,7 @@ import pytest
 from pytest_orbstack import options
 from pytest_orbstack.cleanup import reap, spawn_watchdog
 from pytest_orbstack.coordination import SharedDir
+from pytest_orbstack.deploy.targets import current_requester, requested_by
 from pytest_orbstack.errors import ConfigError, OrbstackError
 from pytest_orbstack.lifecycle import MachineManager, label_for
 from pytest_orbstack.machine import Machine
@@ -433,11 +435,14 @@ def _factory(
     state: OrbState, scope: _Scope, request: pytest.FixtureRequest, kind: str
 ) -> Callable[..., Machine]:
     def make(**kwargs: Any) -> Machine:
-        where = f"{request.node.nodeid}: {request.fixturename}({_kwargs_text(kwargs)})"
+        # The test (or fixture) calling: a session factory serves many test files.
+        requester = current_requester()
+        who = requester.label if requester is not None else request.node.nodeid
+        where = f"{who}: {request.fixturename}({_kwargs_text(kwargs)})"
         spec = build_spec(
             {"isolation": "function", **kwargs},
             where=where,
-            base_dir=request.path.parent,
+            base_dir=requester.base_dir if requester is not None else Path.cwd(),
             default_image=state.settings.default_image,
         )
         started = time.monotonic()
@@ -480,12 +485,21 @@ def orb_vm_factory_session(
 
 @pytest.fixture
 def orb_deploy(orb_vm: Machine) -> Callable[..., Any]:
-    """``orb_deploy(target, *machines, **data)``: run a pyinfra deploy on several machines at
-    once (default: this test's ``orb_vm``); returns ``{name: DeployResult}``."""
-    from pytest_orbstack.deploy import run_deploy
+    """``orb_deploy(target, *machines, sudo=False, config=None, **data)``: run a pyinfra deploy
+    on several machines at once (default: this test's ``orb_vm``); returns
+    ``{name: DeployResult}``."""
+    from pytest_orbstack.deploy.runner import run_deploy
+    from pytest_orbstack.deploy.targets import check_target
 
-    def deploy(target: Any, *machines: Machine, **data: Any) -> Any:
-        return run_deploy(list(machines) or [orb_vm], target, data=data)
+    def deploy(
+        target: Any,
+        *machines: Machine,
+        sudo: bool = False,
+        config: dict[str, Any] | None = None,
+        **data: Any,
+    ) -> Any:
+        check_target(target, "orb_deploy")
+        return run_deploy(list(machines) or [orb_vm], target, data=data, config=config, sudo=sudo)
 
     return deploy
 
@@ -493,6 +507,36 @@ def orb_deploy(orb_vm: Machine) -> Callable[..., Any]:
 def _served(state: OrbState, item: Any, machine: Machine, waited: float) -> None:
     state.recorder.served(machine.name, item.nodeid, waited)
     item.stash.setdefault(machines_key, []).append(machine)
+
+
+# -- who asks for a deploy (the one path rule, pytest_orbstack.deploy.targets) ----------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
+    with requested_by(item.path, item.nodeid):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, object, object]:
+    """Inside a fixture, relative deploy paths follow the file that defines the fixture."""
+    path = _source_file(fixturedef.func)
+    if path is None:
+        return (yield)
+    requester = current_requester()
+    label = f"{requester.label} (fixture {fixturedef.argname})" if requester else fixturedef.argname
+    with requested_by(path, label):
+        return (yield)
+
+
+def _source_file(func: Callable[..., Any]) -> str | None:
+    try:
+        return inspect.getsourcefile(inspect.unwrap(func))
+    except (TypeError, OSError):
+        return None
 
 
 # -- reporting and teardown -------------------------------------------------------------------

@@ -29,6 +29,8 @@ MARKER_ARGS: dict[str, str] = {
     "user": "None",
     "user_data": "None",
     "deploy": "None",
+    "deploy_data": "None",
+    "deploy_config": "None",
     "name": "None",
 }
 MARKER_KEYS = tuple(MARKER_ARGS)
@@ -63,20 +65,39 @@ class MachineSpec:
     user_data: str | None = None
     deploy: str | None = None
     name: str | None = None
+    #: The deploy's host data and pyinfra config, as canonical JSON (hashable; see below).
+    deploy_data_json: str | None = None
+    deploy_config_json: str | None = None
+
+    @property
+    def deploy_data(self) -> dict[str, Any]:
+        return dict(json.loads(self.deploy_data_json)) if self.deploy_data_json else {}
+
+    @property
+    def deploy_config(self) -> dict[str, Any]:
+        return dict(json.loads(self.deploy_config_json)) if self.deploy_config_json else {}
 
     def identity(self) -> dict[str, Any]:
         """What makes two machines interchangeable, without file contents."""
-        return {
+        identity = {
             "image": self.image,
             "arch": self.arch,
             "user": self.user,
             "user_data": self.user_data,
             "deploy": self.deploy,
         }
+        # Only when given, so that specs without them keep the hashes they always had.
+        if self.deploy_data_json:
+            identity["deploy_data"] = self.deploy_data_json
+        if self.deploy_config_json:
+            identity["deploy_config"] = self.deploy_config_json
+        return identity
 
     def base_hash(self) -> str:
         """Hash of the machine as ``create`` makes it (image, arch, user, user-data content)."""
         data = {**self.identity(), "deploy": None, "user_data": _file_digest(self.user_data)}
+        data.pop("deploy_data", None)
+        data.pop("deploy_config", None)
         return _digest(data)
 
     def content_hash(self, deploy_fingerprint: str | None = None) -> str:
@@ -154,6 +175,8 @@ def build_spec(
         user_data=_validate_path(values.get("user_data"), "user_data", where, base_dir),
         deploy=_validate_path(values.get("deploy"), "deploy", where, base_dir),
         name=_validate_name(values.get("name"), where),
+        deploy_data_json=_validate_deploy_option(values, "deploy_data", where),
+        deploy_config_json=_validate_deploy_option(values, "deploy_config", where),
     )
     if spec.name and spec.isolation != "session":
         raise ConfigError(
@@ -222,6 +245,27 @@ def _validate_path(value: object, key: str, where: str, base_dir: Path) -> str |
             f"test file's directory"
         )
     return str(path.resolve())
+
+
+def _validate_deploy_option(values: Mapping[str, Any], key: str, where: str) -> str | None:
+    """``deploy_data``/``deploy_config``: a dict for the marker's ``deploy=``, checked as a
+    deploy call checks it; canonical JSON (part of the template hash)."""
+    value = values.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: {key}={value!r} must be a dict")
+    if not values.get("deploy"):
+        raise ConfigError(
+            f"{where}: {key}= applies to the marker's deploy=; add deploy= or drop {key}="
+        )
+    from pytest_orbstack.deploy.runner import deploy_options
+
+    if key == "deploy_data":
+        deploy_options(value, None, where=where)
+    else:
+        deploy_options(None, value, where=where)
+    return json.dumps(dict(value), sort_keys=True) if value else None
 
 
 def _validate_name(value: object, where: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Deploy helpers (``run_deploy``, ``assert_idempotent``, ``orb_deploy``) on simulator machines.
+"""Deploy helpers (``run_deploy``, ``assert_idempotent``, ``Machine.deploy``) on simulator machines.
 
 The deploy files live in ``tests/data/deploys``.  Results are checked in the machine itself.
 apt runs once (``test_apt_package_is_installed``), against deb.debian.org.
@@ -16,7 +16,6 @@ from pytest_orbstack.deploy import (
     DeployError,
     IdempotenceError,
     assert_idempotent,
-    orb_deploy,
     run_deploy,
 )
 from pytest_orbstack.machine import Machine
@@ -121,10 +120,51 @@ def test_deploy_several_machines_at_once(vm: Machine, sim_home) -> None:  # type
                 _sudo=True,
             )
 
-        results = orb_deploy([vm, other], deploy, idempotent=True)
+        results = run_deploy([vm, other], deploy)
         assert sorted(results) == sorted([vm.name, other.name])
         assert all(r.ok and r.changed for r in results.values())
+        again = run_deploy([vm, other], deploy)
+        assert not any(r.changed for r in again.values())
         for machine in (vm, other):
             assert read(machine, "/etc/orb-multi.txt") == f"deployed to {machine.name}\n"
     finally:
         client.delete(other_name)
+
+
+def test_deploys_run_as_the_default_user_unless_sudo_or_orb_user(
+    vm: Machine, tmp_path: Path
+) -> None:
+    deploy = tmp_path / "whoami.py"
+    deploy.write_text(
+        "from pyinfra import host\n"
+        "from pyinfra.operations import server\n"
+        "server.shell(name='who', commands=['whoami > /tmp/who-' + host.data.tag])\n"
+    )
+    default_user = vm.run(["id", "-un"], check=True).stdout.strip()
+    assert default_user != "root"
+    vm.deploy(deploy, tag="plain")
+    assert read(vm, "/tmp/who-plain") == f"{default_user}\n"
+    vm.deploy(deploy, sudo=True, tag="sudo")
+    assert read(vm, "/tmp/who-sudo") == "root\n"
+
+    def make_carol() -> None:
+        from pyinfra.operations import server
+
+        server.user(name="carol", user="carol", create_home=True, _sudo=True)
+
+    vm.deploy(make_carol)
+    result = vm.deploy(deploy, tag="carol", orb_user="carol")
+    assert result.ok
+    assert read(vm, "/tmp/who-carol") == "carol\n"
+
+    def upload_as_carol() -> None:
+        from pyinfra.operations import files
+
+        files.put(name="as carol", src=StringIO("carol's\n"), dest="/home/carol/up.txt")
+
+    vm.deploy(upload_as_carol, orb_user="carol")
+    assert stat(vm, "/home/carol/up.txt").startswith("carol carol ")
+    assert "pyinfra-orb-" not in vm.run(["ls", "-a", "/tmp"], user="root", check=True).stdout
+
+    with pytest.raises(DeployError, match="orb_user='nobody-here'"):
+        vm.deploy(deploy, tag="x", orb_user="nobody-here")

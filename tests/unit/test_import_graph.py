@@ -44,7 +44,12 @@ TOLERATED_PLUGIN_CYCLES = [frozenset({f"{PLUGIN}.machine", f"{PLUGIN}.deploy"})]
 SPAWN_ALLOWED = {
     f"{PLUGIN}.cleanup": "starts the detached cleanup watchdog (a Python process, not orbctl) "
     "with os.posix_spawn in its own process group, so it outlives a SIGKILLed run",
+    f"{PLUGIN}.deploy.runner": "runs each deploy file in its own Python process (pyinfra's "
+    "global state is not thread-safe; the CLI's way), which runs orbctl through orbctl.py",
 }
+#: Modules that may import pyinfra_cli: only the deploy process's entry point, which the test
+#: process never imports (``python -m pytest_orbstack.deploy``).
+PYINFRA_CLI_ALLOWED = {f"{PLUGIN}.deploy.__main__"}
 #: Modules whose import means running child processes.
 PROCESS_MODULES = {
     "subprocess", "multiprocessing", "asyncio.subprocess", "pty", "concurrent.futures.process",
@@ -434,6 +439,7 @@ def test_only_orbctl_starts_processes_in_the_plugin() -> None:
         for imp in reader.imports
         if any(imp.target == m or imp.target.startswith(m + ".") for m in PROCESS_MODULES)
         and reader.module != f"{PLUGIN}.orbctl"
+        and reader.module not in SPAWN_ALLOWED
     ]
     bad += [
         f"{call.source} line {call.line}: os.{call.name}(...)"
@@ -449,7 +455,10 @@ def test_spawn_allow_list_is_current() -> None:
     readers = read_package(PLUGIN)
     for module in SPAWN_ALLOWED:
         assert module in readers, f"{module} is allow-listed but does not exist"
-        assert readers[module].calls, f"{module} is allow-listed but starts no process"
+        spawns = readers[module].calls or [
+            imp for imp in readers[module].imports if imp.target in PROCESS_MODULES
+        ]
+        assert spawns, f"{module} is allow-listed but starts no process"
 
 
 def test_plugin_never_imports_pyinfra_cli() -> None:
@@ -457,6 +466,6 @@ def test_plugin_never_imports_pyinfra_cli() -> None:
         imp.where()
         for reader in read_package(PLUGIN).values()
         for imp in reader.imports
-        if imp.target.split(".")[0] == "pyinfra_cli"
+        if imp.target.split(".")[0] == "pyinfra_cli" and reader.module not in PYINFRA_CLI_ALLOWED
     ]
     assert not bad, "pyinfra's CLI is not an API:\n" + "\n".join(bad)

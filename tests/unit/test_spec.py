@@ -67,6 +67,8 @@ def test_every_marker_key_is_accepted(tmp_path: Path) -> None:
         "user": "dev",
         "user_data": "ud.yaml",
         "deploy": "deploy.py",
+        "deploy_data": {"port": 8080},
+        "deploy_config": {"SUDO": True},
         "name": "web-1",
     }
     assert set(values) == set(MARKER_KEYS)
@@ -78,6 +80,7 @@ def test_every_marker_key_is_accepted(tmp_path: Path) -> None:
         "web-1",
     )
     assert spec.user_data == str((tmp_path / "ud.yaml").resolve())
+    assert (spec.deploy_data, spec.deploy_config) == ({"port": 8080}, {"SUDO": True})
     assert spec.deploy == str((tmp_path / "deploy.py").resolve())
 
 

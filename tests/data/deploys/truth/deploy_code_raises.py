@@ -1,0 +1,4 @@
+from _steps import step
+
+step("1")
+raise RuntimeError("the deploy code broke")
