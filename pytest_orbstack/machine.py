@@ -80,6 +80,8 @@ class Machine:
     spec: MachineSpec | None = None
     history: deque[RunResult] = field(default_factory=lambda: deque(maxlen=HISTORY), repr=False)
     on_run: Callable[[RunResult], None] | None = field(default=None, repr=False)
+    #: Told of every deploy run on this machine (the plugin attributes it to the running test).
+    on_deploy: Callable[[DeployResult], None] | None = field(default=None, repr=False)
     _host: Any = field(default=None, repr=False)
 
     # -- commands --------------------------------------------------------------------------
@@ -136,6 +138,11 @@ class Machine:
             self.on_run(result)
         return result
 
+    def deployed(self, result: DeployResult) -> None:
+        """A deploy ran on this machine: tell ``on_deploy``."""
+        if self.on_deploy is not None:
+            self.on_deploy(result)
+
     def push(self, src: str | os.PathLike[str], dest: str) -> None:
         """Copy a host file or directory into the machine (as its default user)."""
         self._copy(self.client.push(self.name, [os.fspath(src)], dest), "push", src, dest)
@@ -169,7 +176,7 @@ class Machine:
             info = self.info()
             if info.ip4 or info.state != "running" or time.monotonic() >= deadline:
                 return info.ip4
-            time.sleep(0.2)
+            time.sleep(0.2 if self.client.reports_addresses else 0.5)
 
     @property
     def hostname(self) -> str:

@@ -28,6 +28,7 @@ import pytest
 from pytest_orbstack import options
 from pytest_orbstack.cleanup import reap, spawn_watchdog
 from pytest_orbstack.coordination import SharedDir
+from pytest_orbstack.deploy.results import DeployResult
 from pytest_orbstack.deploy.targets import current_requester, requested_by
 from pytest_orbstack.errors import ConfigError, OrbstackError
 from pytest_orbstack.lifecycle import MachineManager, label_for
@@ -35,7 +36,13 @@ from pytest_orbstack.machine import Machine
 from pytest_orbstack.orbctl import Orbctl
 from pytest_orbstack.policy import demand_unit, keep_after_use
 from pytest_orbstack.registry import Owner, Registry
-from pytest_orbstack.report import Recorder, failure_section, summary_lines, write_json
+from pytest_orbstack.report import (
+    DeployStats,
+    Recorder,
+    failure_section,
+    summary_lines,
+    write_json,
+)
 from pytest_orbstack.retry import RetryPolicy
 from pytest_orbstack.settings import RunContext, Settings
 from pytest_orbstack.spec import MachineSpec, build_spec, marker_signature, new_run_id
@@ -69,6 +76,7 @@ class OrbState:
     _unavailable: str | None = None
     _probed: bool = False
     failed_machines: set[str] = field(default_factory=set)
+    current_test: str | None = None
 
     @property
     def registry(self) -> Registry:
@@ -133,6 +141,21 @@ class OrbState:
         if spec is None:
             spec = item.stash[item_spec_key] = marker_spec(item, self.settings)
         return spec
+
+    def deployed_in_test(self, result: DeployResult) -> None:
+        """A deploy ran on a machine a test was given: its time is the running test's."""
+        if self.current_test is None:
+            return  # provisioning by the plugin itself: a machine's lifecycle phase
+        self.recorder.deployed(
+            self.current_test,
+            DeployStats(
+                machine=result.machine,
+                target=result.target,
+                seconds=round(result.duration, 3),
+                ok=result.ok,
+                changed=result.changed,
+            ),
+        )
 
     def close(self, *, interrupted: bool) -> None:
         """This process is done with machines: stop background work, remove what it holds, and
@@ -507,6 +530,7 @@ def orb_deploy(orb_vm: Machine) -> Callable[..., Any]:
 def _served(state: OrbState, item: Any, machine: Machine, waited: float) -> None:
     state.recorder.served(machine.name, item.nodeid, waited)
     item.stash.setdefault(machines_key, []).append(machine)
+    machine.on_deploy = state.deployed_in_test
 
 
 # -- who asks for a deploy (the one path rule, pytest_orbstack.deploy.targets) ----------------
@@ -514,8 +538,15 @@ def _served(state: OrbState, item: Any, machine: Machine, waited: float) -> None
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
-    with requested_by(item.path, item.nodeid):
-        return (yield)
+    state = item.config.stash.get(state_key, None)
+    if state is not None:
+        state.current_test = item.nodeid
+    try:
+        with requested_by(item.path, item.nodeid):
+            return (yield)
+    finally:
+        if state is not None:
+            state.current_test = None
 
 
 @pytest.hookimpl(wrapper=True)

@@ -72,6 +72,10 @@ class DeployMachine(Protocol):
         """Keep a command that ran for this machine (failure reports list them)."""
         ...
 
+    def deployed(self, result: DeployResult) -> None:
+        """A deploy ran on this machine (the plugin's report counts it for the test)."""
+        ...
+
 
 class DeployProcessError(OrbstackError):
     """The deploy process died without reporting results (a crash, not a failed deploy)."""
@@ -275,6 +279,7 @@ def _record(machine: DeployMachine, description: str, result: DeployResult) -> N
         argv, 0 if result.ok else 1, result.summary().encode(), stderr.encode(), result.duration
     )
     machine.record(argv, call, None)
+    machine.deployed(result)
 
 
 def run_deploy(

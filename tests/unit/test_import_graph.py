@@ -33,12 +33,9 @@ PLUGIN, SIMULATOR = "pytest_orbstack", "orbsim"
 #: by the fresh-import test when the extra is not installed.
 OPTIONAL = {"testinfra": "the [testinfra] extra (pytest-testinfra) is not installed"}
 
-#: Cycles known today and being removed on another branch.  Each entry must match a strongly
-#: connected component *exactly*: a new module joining the cycle, or any other cycle, fails.
-# TODO(issue 12, item 3): machine.py <-> deploy.py (machine.py's Machine.deploy/assert_idempotent
-# import deploy.py in a function, deploy.py imports Machine in a function). Remove this entry when
-# the deploy split lands.
-TOLERATED_PLUGIN_CYCLES = [frozenset({f"{PLUGIN}.machine", f"{PLUGIN}.deploy"})]
+#: Cycles tolerated in the plugin's import graph: none.  Each entry would have to match a strongly
+#: connected component *exactly*, so a new module joining a cycle, or any other cycle, fails.
+TOLERATED_PLUGIN_CYCLES: list[frozenset[str]] = []
 
 #: Modules of the plugin, besides ``orbctl.py``, that may start child processes, and why.
 SPAWN_ALLOWED = {
