@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.plugin.conftest import OrbEnv
@@ -12,6 +14,8 @@ files.put(name="Drop the marker", src="files/marker.txt", dest="/tmp/marker.txt"
 """
 
 TESTS = """
+import json
+
 import pytest
 pytestmark = pytest.mark.orbstack(isolation="function", deploy="deploys/role.py")
 
@@ -64,3 +68,26 @@ def test_one_provisioning_and_n_clones_then_new_template_on_change(
     assert orb_env.count("create") == 2  # a warm run creates nothing
     assert orb_env.made()["template"] == 3
     assert orb_env.made()["fresh"] == 12
+
+
+def test_deploys_in_tests_are_reported_with_their_time(
+    pytester: pytest.Pytester, orb_env: OrbEnv
+) -> None:
+    _write(pytester, "v1\n")
+    pytester.makepyfile(
+        test_deploying="""
+        def test_deploys(orb_vm):
+            assert orb_vm.deploy("deploys/role.py").changed
+            orb_vm.assert_idempotent("deploys/role.py")
+        """
+    )
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "test_deploying.py", f"--orbstack-report={report}", timeout=600
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*2 deploy(s) in tests took *s*"])
+    [test] = json.loads(report.read_text())["tests"]
+    assert [(d["ok"], d["changed"]) for d in test["deploys"]] == [(True, True), (True, False)]
+    assert all(d["target"].endswith("role.py") and d["seconds"] > 0 for d in test["deploys"])
+    assert test["deploy_seconds"] > 0
