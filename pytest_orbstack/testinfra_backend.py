@@ -19,12 +19,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from pytest_orbstack.errors import ConfigError, OrbstackError
-from pytest_orbstack.orbctl import Orbctl, resolve_executable
+from pytest_orbstack.orbctl import ENV_BACKEND, Orbctl, select_executable
 
 if TYPE_CHECKING:
     from pytest_orbstack.machine import Machine
@@ -76,7 +77,8 @@ def register_orb_backend(client_factory: Callable[[], Orbctl] | None = None) -> 
 
     ``client_factory``, if given, builds the :class:`Orbctl` that ``orb://`` hosts use (the plugin
     passes one honouring ``--orbstack-orbctl`` / the simulator); without it they use
-    ``resolve_executable()`` - ``$ORBSTACK_ORBCTL``, else ``orbctl`` on ``PATH``.
+    the plugin's own choice without options: ``$ORBSTACK_ORBCTL``, ``ORBSTACK_BACKEND=sim`` (the
+    bundled simulator), else ``orbctl`` on ``PATH``.
     """
     global _client_factory
     if not testinfra_available():
@@ -112,11 +114,12 @@ def default_client() -> Orbctl:
     """The client ``orb://`` hosts use when none was given (see :func:`register_orb_backend`)."""
     if _client_factory is not None:
         return _client_factory()
-    executable = resolve_executable()
+    executable = select_executable(os.environ.get(ENV_BACKEND, "auto").strip() or "auto")
     if executable is None:
         raise ConfigError(
             "orb:// testinfra hosts need orbctl: none was found on PATH and $ORBSTACK_ORBCTL is "
-            "not set (install OrbStack, or point ORBSTACK_ORBCTL at an orbctl such as orbsim)"
+            "not set (install OrbStack, or on Linux use the bundled simulator with "
+            "ORBSTACK_BACKEND=sim)"
         )
     return Orbctl(executable)
 
