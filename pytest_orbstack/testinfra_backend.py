@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from pytest_orbstack.errors import ConfigError, OrbstackError
-from pytest_orbstack.orbctl import ENV_BACKEND, Orbctl, select_executable
+from pytest_orbstack.orbctl import ENV_BACKEND, ENV_ORBCTL, Orbctl, select_executable
 
 if TYPE_CHECKING:
     from pytest_orbstack.machine import Machine
@@ -114,7 +114,8 @@ def default_client() -> Orbctl:
     """The client ``orb://`` hosts use when none was given (see :func:`register_orb_backend`)."""
     if _client_factory is not None:
         return _client_factory()
-    executable = select_executable(os.environ.get(ENV_BACKEND, "auto").strip() or "auto")
+    backend = os.environ.get(ENV_BACKEND, "").strip() or "auto"
+    executable = select_executable(backend, os.environ.get(ENV_ORBCTL) or None)
     if executable is None:
         raise ConfigError(
             "orb:// testinfra hosts need orbctl: none was found on PATH and $ORBSTACK_ORBCTL is "
