@@ -473,6 +473,8 @@ def cmd_info(ctx: Ctx, argv: list[str]) -> int:
         lines.append(f"Disk usage: {si_size(size)}")
     if "ip4" in info:
         lines += [f"IPv4: {info['ip4']}", f"IPv6: {info['ip6']}"]
+    if rec.get("substituted"):  # orbsim only: never substitute an image silently
+        lines += ["", f"orbsim: {rec['substituted']}"]
     Out.out("\n".join(lines) + "\n")
     return 0
 
@@ -904,17 +906,20 @@ def cmd_sim_import_rootfs(ctx: Ctx, argv: list[str]) -> int:
 
 
 def cmd_sim_gc(ctx: Ctx, argv: list[str]) -> int:
+    from . import net
     from . import state as S
-    from .machines import kill_strays
+    from .machines import reap_machine
 
     with S.transaction(ctx.home) as t:
         ids = list(t.st["machines"])
-    mdir = ctx.home / "machines"
-    if mdir.is_dir():
-        for d in mdir.iterdir():
-            if d.name not in ids:
-                kill_strays(ctx.home, d.name)
+    for sub in ("machines", "lxc"):
+        d = ctx.home / sub
+        if d.is_dir():
+            for m in d.iterdir():
+                if m.name not in ids:
+                    reap_machine(ctx.home, m.name)
     S.empty_trash(ctx.home)
+    net.gc()
     return 0
 
 

@@ -10,8 +10,13 @@ machine really is:
 * ``creating`` / ``deleting`` with a dead owner: the operation failed half way; the machine is
   treated as gone and the next transaction removes its record and directory (the real server
   deletes a machine whose create failed).  ``delete NAME`` still accepts such a name.
-* ``starting`` / ``stopping`` / ``running`` with a dead owner: ``running`` if the holder process
-  is alive, else ``stopped`` (a holder killed by someone means the machine is stopped).
+* ``starting`` / ``stopping`` / ``running`` with a dead owner: ``running`` if the machine's
+  init process (``holder``: the LXC container's PID 1, pid + start time) is alive, else
+  ``stopped`` (an init killed by someone means the machine is stopped).
+
+Whatever a settled record leaves behind on the host (a container a killed ``orbsim start``
+left running, the machine's address and with it maybe the whole network) is reaped after the
+lock is released (:attr:`Txn.reap`).
 """
 
 from __future__ import annotations
@@ -195,10 +200,12 @@ class Txn:
         self.home = home
         self.st = st
         self.trash: list[Path] = []
+        self.reap: list[str] = []
 
     def discard_machine(self, rec: Record) -> None:
-        """Drop a record now; kill its holder; move its directory to the trash (fast rename)."""
+        """Drop a record now; kill its init; move its directory to the trash (fast rename)."""
         kill_ident(rec.get("holder"))
+        self.reap.append(rec["id"])
         self.st["machines"].pop(rec["id"], None)
         if self.st.get("default") == rec["id"]:
             self.st["default"] = None
@@ -223,11 +230,15 @@ def normalize(txn: Txn) -> None:
         if busy and not alive(busy):
             rec["busy"] = None
         if eff != rec["state"]:
+            if rec["state"] in TRANSITIONAL or rec.get("holder"):
+                txn.reap.append(rec["id"])  # e.g. a start killed after lxc-start
             rec["state"] = eff
             rec["owner"] = None
         if eff == "stopped":
             if rec.get("holder"):
                 kill_ident(rec.get("holder"))
+                if rec["id"] not in txn.reap:
+                    txn.reap.append(rec["id"])
             rec["holder"] = None
             rec["ip4"] = None
     if st.get("default") and st["default"] not in st["machines"]:
@@ -251,6 +262,12 @@ def transaction(home: Path) -> Iterator[Txn]:
         yield txn
         if json.dumps(txn.st, sort_keys=True) != before:
             _write(home, txn.st)
+    if txn.reap:
+        from . import lxc, net
+
+        for mid in txn.reap:
+            lxc.reap(lxc.lxcpath(home), mid)
+            net.release(home, mid)
     if txn.trash:
         import shutil
 
