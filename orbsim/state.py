@@ -129,7 +129,7 @@ def empty_state() -> State:
     }
 
 
-def read(home: Path) -> State:
+def _load(home: Path) -> State:
     try:
         with open(home / "state.json") as f:
             st: State = json.load(f)
@@ -138,6 +138,24 @@ def read(home: Path) -> State:
     base = empty_state()
     base.update(st)
     return base
+
+
+def _unsettled(rec: Record) -> bool:
+    """The record's stored state is not what the machine is (a dead owner or init)."""
+    eff = effective_state(rec)
+    return eff != rec["state"] or (eff == "stopped" and bool(rec.get("holder")))
+
+
+def read(home: Path) -> State:
+    """The state, lock-free.  When a record is unsettled (its operation's process died: a
+    killed create, a killed start, an init killed by someone), it is settled first under the
+    lock, so that whatever it left on the host is reaped by the very next orbsim call."""
+    st = _load(home)
+    if any(_unsettled(r) for r in st["machines"].values()):
+        with transaction(home):
+            pass
+        st = _load(home)
+    return st
 
 
 def _write(home: Path, st: State) -> None:
@@ -255,7 +273,7 @@ def transaction(home: Path) -> Iterator[Txn]:
     home.mkdir(parents=True, exist_ok=True)
     txn: Txn
     with FileLock(str(home / "state.lock"), timeout=LOCK_TIMEOUT):
-        st = read(home)
+        st = _load(home)
         before = json.dumps(st, sort_keys=True)
         txn = Txn(home, st)
         normalize(txn)

@@ -63,9 +63,7 @@ def live_holders(home: Path) -> list[int]:
     containers (``[lxc monitor] HOME/lxc ID``) and the containers' init processes."""
     needle = b"[lxc monitor] " + str(home / "lxc").encode() + b" "
     procs = {e: _proc(e) for e in os.listdir("/proc") if e.isdigit()}
-    monitors = {
-        int(pid) for pid, p in procs.items() if p and p[2] and p[0].startswith(needle)
-    }
+    monitors = {int(pid) for pid, p in procs.items() if p and p[2] and p[0].startswith(needle)}
     inits = {int(pid) for pid, p in procs.items() if p and p[2] and p[1] in monitors}
     return sorted(monitors | inits)
 
