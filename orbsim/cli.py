@@ -46,13 +46,14 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "sim-prepare": (),
     "sim-import-rootfs": (),
     "sim-gc": (),
+    "doctor": (),
 }
 CANON: dict[str, str] = {}
 for _c, _as in ALIASES.items():
     CANON[_c] = _c
     for _a in _as:
         CANON[_a] = _c
-HIDDEN = {"sim-prepare", "sim-import-rootfs", "sim-gc", "help"}
+HIDDEN = {"sim-prepare", "sim-import-rootfs", "sim-gc", "doctor", "help"}
 # (short, long, takes value, help)
 Flag = tuple[str, str, bool, str]
 FLAGS: dict[str, list[Flag]] = {
@@ -107,6 +108,7 @@ USAGE: dict[str, str] = {
     "sim-prepare": "sim-prepare",
     "sim-import-rootfs": "sim-import-rootfs IMAGE TARBALL",
     "sim-gc": "sim-gc",
+    "doctor": "doctor",
 }
 SHORT: dict[str, str] = {
     "create": "Create a new machine",
@@ -923,6 +925,14 @@ def cmd_sim_gc(ctx: Ctx, argv: list[str]) -> int:
     return 0
 
 
+def cmd_doctor(ctx: Ctx, argv: list[str]) -> int:
+    from . import doctor
+
+    _, pos = parse_flags("doctor", argv)
+    check_args(pos, 0, 0)
+    return doctor.main()
+
+
 HANDLERS: dict[str, Callable[[Ctx, list[str]], int]] = {
     "create": cmd_create,
     "list": cmd_list,
@@ -947,6 +957,7 @@ HANDLERS: dict[str, Callable[[Ctx, list[str]], int]] = {
     "sim-prepare": cmd_sim_prepare,
     "sim-import-rootfs": cmd_sim_import_rootfs,
     "sim-gc": cmd_sim_gc,
+    "doctor": cmd_doctor,
 }
 
 

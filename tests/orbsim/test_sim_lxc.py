@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -337,6 +338,97 @@ def test_forward_drop_hosts_get_a_bridge_scoped_rule(sim: Sim, machine: str) -> 
         listing = subprocess.run(
             ["nft", "list", "chain", "ip", table, "FORWARD"], capture_output=True, text=True
         ).stdout
-        assert f"comment \"{net.COMMENT}\"" not in listing
+        assert f'comment "{net.COMMENT}"' not in listing
     finally:
         subprocess.run(["nft", "delete", "table", "ip", table], check=False)
+
+
+# ---------------------------------------------------------------- images and host check
+
+
+def test_debian_release_is_the_one_asked_for(sim: Sim) -> None:
+    name = sim.create(sim.name("trixie"), "debian:trixie")
+    assert sim.ok("run", "-m", name, "cat", "/etc/debian_version").stdout.startswith("13")
+    assert root(sim, name, "systemctl", "is-system-running").stdout.strip() in (
+        "running",
+        "degraded",
+    )
+    assert "SUBSTITUTED" not in sim.ok("info", name).stdout
+    sim.ok("delete", "-f", name)
+
+
+INDEX = "ubuntu;noble;amd64;default;20250101_00:00;/images/ubuntu/noble/amd64/default/1/\n"
+
+
+@pytest.fixture
+def image_server(tmp_path: Path) -> Iterator[str]:
+    """An LXC image server on the loopback address, serving an "ubuntu:noble" image that is
+    the cached Debian base plus a marker file (built here; xz like the real server)."""
+    import http.server
+    import threading
+    from functools import partial
+
+    from orbsim import rootfs, state
+
+    base = rootfs.ensure_base(state.cache_home())
+    srv = tmp_path / "srv"
+    img = srv / "images/ubuntu/noble/amd64/default/1"
+    img.mkdir(parents=True)
+    (srv / "meta/1.0").mkdir(parents=True)
+    (srv / "meta/1.0/index-system").write_text(INDEX)
+    extra = tmp_path / "extra"
+    (extra / "etc").mkdir(parents=True)
+    (extra / "etc/served-by").write_text("local image server\n")
+    with open(img / "rootfs.tar.xz", "wb") as out:
+        tar = subprocess.Popen(
+            ["tar", "--numeric-owner", "-cf", "-", "-C", str(base), ".", "-C", str(extra), "."],
+            stdout=subprocess.PIPE,
+        )
+        subprocess.run(["xz", "-0", "-T2"], stdin=tar.stdout, stdout=out, check=True)
+        assert tar.wait() == 0
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(srv))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        thread.join()
+
+
+def test_other_distros_come_from_an_image_server_or_are_substituted_visibly(
+    sim: Sim, image_server: str, tmp_path: Path
+) -> None:
+    from orbsim import state
+
+    cache = tmp_path / "cache"  # a private image cache; the Debian bases are shared
+    cache.mkdir()
+    (cache / "base").symlink_to(state.cache_home() / "base")
+    env = {"ORBSIM_CACHE": str(cache), "ORBSIM_IMAGE_SERVER": image_server}
+    name = sim.name("noble")
+    sim.ok("create", "ubuntu:noble", name, env=env)
+    assert sim.ok("run", "-m", name, "cat", "/etc/served-by").stdout == "local image server\n"
+    assert root(sim, name, "systemctl", "is-system-running").stdout.strip() in (
+        "running",
+        "degraded",
+    )
+    assert "SUBSTITUTED" not in sim.ok("info", name).stdout
+    assert (cache / "images/ubuntu-noble-amd64-v4/ok").exists()  # fetched once, cached
+    # nothing reachable: Debian stable stands in, and says so
+    env["ORBSIM_IMAGE_SERVER"] = "http://127.0.0.1:9"
+    other = sim.name("jammy")
+    sim.ok("create", "ubuntu:jammy", other, env=env)
+    info = sim.ok("info", other).stdout
+    assert "SUBSTITUTED Debian bookworm (stable) for it" in info and "ubuntu:jammy" in info
+    assert "SUBSTITUTED Debian bookworm" in sim.ok("logs", other).stdout
+    assert sim.json("info", other, "-f", "json")["record"]["image"]["distro"] == "ubuntu"
+    assert sim.ok("run", "-m", other, "cat", "/etc/debian_version").stdout.startswith("12")
+    sim.ok("delete", "-f", name, other)
+
+
+def test_doctor_says_this_host_can_run_machines(sim: Sim) -> None:
+    res = sim("doctor")
+    assert res.returncode == 0, res.stdout
+    assert "orbsim can run machines on this host" in res.stdout
+    assert "LXC" in res.stdout and "cgroups" in res.stdout and "firewall" in res.stdout
