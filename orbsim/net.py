@@ -372,6 +372,12 @@ def _down(d: Path, info: dict[str, Any]) -> None:
     shutil.rmtree(d, ignore_errors=True)
     with contextlib.suppress(OSError):
         run_dir().rmdir()  # only when empty (nothing else of orbsim's lives there)
+    # LXC's shared, empty helper cgroup (recreated on demand; in use = not empty = kept)
+    from . import lxc
+
+    for mnt in lxc.cgroup_mounts():
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.join(mnt, "lxc.pivot"))
 
 
 # ---------------------------------------------------------------- addresses

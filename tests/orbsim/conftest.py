@@ -68,6 +68,22 @@ def live_holders(home: Path) -> list[int]:
     return sorted(monitors | inits)
 
 
+def leases_of(home: Path) -> list[str]:
+    """Addresses orbsim's network still reserves for machines of ``home``."""
+    from orbsim import net
+
+    ldir = net.net_dir() / "leases"
+    out = []
+    if ldir.is_dir():
+        for p in ldir.iterdir():
+            try:
+                if json.loads(p.read_text()).get("home") == str(home):
+                    out.append(p.name)
+            except (OSError, ValueError):
+                continue
+    return out
+
+
 def mounts_under(home: Path) -> list[str]:
     text = Path("/proc/self/mountinfo").read_text()
     return [line for line in text.splitlines() if str(home) in line]
@@ -173,6 +189,9 @@ class SimFactory:
                 problems.append(f"{sim.home}: holder processes remain: {sim.holders()}")
             if mounts_under(sim.home):
                 problems.append(f"{sim.home}: mounts remain: {mounts_under(sim.home)}")
+            leases = leases_of(sim.home)
+            if leases:
+                problems.append(f"{sim.home}: network addresses still reserved: {leases}")
         return problems
 
 
