@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orbsim.faults import REALISTIC_LATENCY
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 SUITES = BENCH / "suites"
@@ -29,18 +31,13 @@ SUITES = BENCH / "suites"
 DEFAULT_DEPLOY = REPO / "examples" / "deploys" / "webapp.py"
 IMAGE = "debian:bookworm"
 
-#: Seconds per ``orbctl`` command, added by the simulator on top of its own cost.  These are
-#: assumptions approximating OrbStack 2.x on Apple silicon (there are no measured figures in the
-#: reference): create downloads the image from the CDN every time and waits for IPv4/IPv6 and
-#: in-guest setup; clone is a copy-on-write snapshot; start boots a container; run is one RPC.
-LATENCY_DEFAULTS: dict[str, float] = {
-    "create": 15.0,
-    "clone": 0.5,
-    "start": 1.5,
-    "stop": 1.0,
-    "delete": 0.5,
-    "run": 0.03,
-}
+#: Seconds per ``orbctl`` command, added by the simulator on top of its own cost: orbsim's
+#: ``ORBSIM_LATENCY=realistic`` preset (one table, so the benchmarks and a user's CI that turns
+#: the preset on assume the same OrbStack).  These are assumptions approximating OrbStack 2.x on
+#: Apple silicon (docs/orbctl-contract.md has no measured figures): create downloads the image
+#: from the CDN every time and waits for IPv4/IPv6 and in-guest setup; clone is a copy-on-write
+#: snapshot; start boots a container; run is one RPC.
+LATENCY_DEFAULTS: dict[str, float] = dict(REALISTIC_LATENCY)
 
 #: Environment variables never inherited by benchmark subprocesses (a caller's settings would
 #: change what is measured).
@@ -171,6 +168,9 @@ class PytestRun:
     returncode: int
     output: str
     home: Path
+    #: This run's slice of the simulator's operation log (a warm run shares its home).
+    ops_before: int = 0
+    ops_end: int | None = None
 
     @property
     def sim_home(self) -> Path:
@@ -179,15 +179,23 @@ class PytestRun:
     def ops(self) -> list[dict[str, Any]]:
         from orbsim.oplog import read_ops
 
-        return read_ops(self.sim_home)
+        return read_ops(self.sim_home)[self.ops_before : self.ops_end]
+
+    def calls_per_test(self) -> float:
+        """``orbctl`` invocations of the whole run per test body (what a fresh machine costs
+        in calls, base and template included)."""
+        tests = len(self.bodies()) or 1
+        return len(self.ops()) / tests
 
     def commands(self) -> Counter[str]:
         return Counter(str(op.get("cmd")) for op in self.ops())
 
     def count(self, cmd: str, *, ok: bool | None = True) -> int:
-        from orbsim.oplog import count
-
-        return count(self.sim_home, cmd, ok=ok)
+        return sum(
+            1
+            for op in self.ops()
+            if op.get("cmd") == cmd and (ok is None or (op.get("rc") == 0) == ok)
+        )
 
     def failed_calls(self) -> Counter[str]:
         """``orbctl`` invocations that exited non-zero, by command (retried or not)."""
@@ -219,12 +227,23 @@ def run_pytest(
     plugin: bool = True,
     trace: bool = False,
     timeout: float = 3600,
+    after: PytestRun | None = None,
 ) -> PytestRun:
     """Run ``python -m pytest ARGS`` in a fresh simulator home; time it (wall clock).
 
     ``trace``: the per-test trace of ``bench/suites/conftest.py`` into ``HOME/trace.json``.
+    ``after``: run in that earlier run's home instead (a warm run after a cold one); its
+    operation log and report are kept apart by offset and file name.
     """
-    home, env = bench.home(label)
+    if after is None:
+        home, env = bench.home(label)
+    else:
+        home = after.home
+        env = {**bench.base_env(), "ORBSIM_HOME": str(home / "sim")}
+        env["ORBSTACK_STATE_DIR"] = str(home / "state")
+        home = home / label
+        home.mkdir()
+        (home / "sim").symlink_to(after.sim_home)
     env.update(extra_env or {})
     env["BENCH_BODY_LOG"] = str(home / "bodies.jsonl")
     env["BENCH_LIFECYCLE"] = str(home / "lifecycle.json")
@@ -239,6 +258,9 @@ def run_pytest(
         ]
     else:
         argv += ["-p", "no:orbstack"]
+    from orbsim.oplog import read_ops
+
+    before = len(read_ops(home / "sim"))
     started = time.perf_counter()
     proc = subprocess.run(
         argv,
@@ -251,7 +273,10 @@ def run_pytest(
         check=False,
     )
     seconds = time.perf_counter() - started
-    run = PytestRun(label, seconds, proc.returncode, proc.stdout + proc.stderr, home)
+    output = proc.stdout + proc.stderr
+    run = PytestRun(
+        label, seconds, proc.returncode, output, home, before, len(read_ops(home / "sim"))
+    )
     left = bench.leftovers(home)
     if proc.returncode != 0:
         tail = "\n".join(run.output.strip().splitlines()[-40:])

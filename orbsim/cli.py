@@ -1,4 +1,5 @@
-"""The ``orbsim`` command line: an ``orbctl``/``orb`` look-alike (orbctl-reference §1-§6, §9).
+"""The ``orbsim`` command line: an ``orbctl``/``orb`` look-alike (docs/orbctl-contract.md §1-§6,
+§9).
 
 Imports are lazy: ``orbsim run -m X true`` only loads ``os``, ``sys``, ``json``, ``signal`` and
 the small ``state``/``runner`` modules.
@@ -433,8 +434,15 @@ def cmd_list(ctx: Ctx, argv: list[str]) -> int:
     if rows:
         Out.out(tabulate(rows))
     if not recs:
-        Out.err(f'\\nUse "{ctx.prog}" create to create a machine.\n')
+        # OrbStack prints a literal backslash-n and "orbctl" here (a raw-string quirk); nothing
+        # parses this hint, so orbsim prints a real blank line and the name it was run as.
+        Out.err(f'\nUse "{_display_name()} create" to create a machine.\n')
     return 0
+
+
+def _display_name() -> str:
+    base = os.path.basename(sys.argv[0] if sys.argv else "") or "orbctl"
+    return base if base in ("orb", "orbctl", "orbsim") else "orbctl"
 
 
 def cmd_info(ctx: Ctx, argv: list[str]) -> int:
@@ -643,11 +651,11 @@ def cmd_run(ctx: Ctx, argv: list[str]) -> int:
     if opts.get("help"):
         Out.out(usage_text(ctx.prog, "run"))
         return 0
-    if _fault_env_set():
-        _inside_faults(ctx, "run")
     from .runner import NO_MACHINES_HELP, NoMachines, run
 
     try:
+        if _fault_env_set():
+            _inside_faults(ctx, "run")
         return run(
             ctx,
             opts.get("machine"),
@@ -659,20 +667,34 @@ def cmd_run(ctx: Ctx, argv: list[str]) -> int:
     except NoMachines:
         Out.err(NO_MACHINES_HELP)
         return 1
+    except SimError as exc:
+        return _before_exec(ctx, exc)
+
+
+def _before_exec(ctx: Ctx, exc: SimError) -> int:
+    """An error of ``run``/``push``/``pull`` before the command started (unknown machine or
+    user, machine not startable): the server prints it into the session only when there is a
+    PTY, so without a terminal the client just exits 1 with empty stderr (contract §1)."""
+    ctx.error = exc.msg
+    if any(os.isatty(fd) for fd in (0, 1, 2)):
+        Out.server_error(exc.msg)
+    return 1
 
 
 def _copy_cmd(ctx: Ctx, argv: list[str], which: str) -> int:
     opts, pos = parse_flags(which, argv)
     check_args(pos, 1, None)
-    if _fault_env_set():
-        _inside_faults(ctx, which)
     from . import runner
 
     try:
+        if _fault_env_set():
+            _inside_faults(ctx, which)
         fn = runner.push if which == "push" else runner.pull
         return fn(ctx, opts.get("machine"), pos)
     except runner.NoMachines:
         raise SimError("no machines found") from None
+    except SimError as exc:
+        return _before_exec(ctx, exc)
 
 
 def cmd_push(ctx: Ctx, argv: list[str]) -> int:
@@ -736,15 +758,20 @@ def cmd_version(ctx: Ctx, argv: list[str]) -> int:
     return 0
 
 
-CONFIG_DEFAULTS: dict[str, str] = {
+#: The keys ``config show`` prints and their defaults (contract §2 ``config``).  Keys whose
+#: default is ``None`` are printed only once set (OrbStack's ``data_dir`` is ``omitempty``).
+CONFIG_DEFAULTS: dict[str, str | None] = {
     "app.start_at_login": "false",
     "cpu": "",
-    "data_dir": "",
+    "data_allow_backup": "false",
+    "data_dir": None,
     "docker.node_name": "orbstack",
     "docker.set_context": "true",
     "k8s.enable": "false",
     "k8s.expose_services": "false",
     "memory_mib": "8192",
+    "mount_hide_shared": "false",
+    "network.https": "true",
     "network.subnet4": "192.168.138.0/23",
     "network_bridge": "true",
     "network_proxy": "auto",
@@ -769,9 +796,9 @@ def _config_lines(ctx: Ctx) -> str:
     from . import state as S
 
     st = S.read(ctx.home)
-    vals = dict(CONFIG_DEFAULTS)
+    vals = {k: v for k, v in CONFIG_DEFAULTS.items() if v is not None}
     vals["cpu"] = str(os.cpu_count() or 1)
-    vals.update(st.get("config") or {})
+    vals.update({k: v for k, v in (st.get("config") or {}).items() if v not in (None, "")})
     for r in S.visible(st):
         n = r["name"]
         key = f'machine."{n}".username' if "." in n else f"machine.{n}.username"
@@ -791,10 +818,9 @@ def cmd_config(ctx: Ctx, argv: list[str]) -> int:
         Out.out(_config_lines(ctx))
         return 0
     if sub == "get":
+        # OrbStack's ``config get`` ignores its KEY and prints the whole list, exit 0, whatever
+        # the key (docs/orbctl-contract.md §2 ``config``; still to be verified on OrbStack).
         check_args(args, 1, 1)
-        if args[0] not in CONFIG_DEFAULTS and not args[0].startswith("machine."):
-            Out.err(f"Unknown configuration key: {args[0]}\n")
-            return 1
         Out.out(_config_lines(ctx))
         return 0
     if sub == "reset":
@@ -1019,9 +1045,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(usage_text(prog, cmd))
         rc = 1
     except SimError as exc:
+        # OrbStack prints the server's text and nothing else; orbsim's own detail (why a
+        # holder did not start, ...) goes to the operation log and the machine's console log.
         Out.server_error(exc.msg)
-        if exc.detail:
-            sys.stderr.write(f"(orbsim: {exc.detail})\n")
+        ctx.error = exc.msg if not exc.detail else f"{exc.msg} ({exc.detail})"
         rc = 1
     except HostUnsupported as exc:
         Out.server_error(f"orbsim cannot run machines on this host: {exc}")
@@ -1050,4 +1077,5 @@ def _entry(ctx: Ctx, rc: int) -> dict[str, Any]:
         "machines": list(ctx.machines),
         "rc": rc,
         "fault": ctx.decision.label,
+        **({"error": ctx.error} if ctx.error else {}),
     }

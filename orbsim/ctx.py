@@ -41,6 +41,7 @@ class Ctx:
         self.decision = Decision()
         self.machines: list[str] = []
         self.logged = False
+        self.error: str | None = None  # a server error the client did not print (operation log)
         self._injected = False
 
     def touch(self, name: str) -> None:

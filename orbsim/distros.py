@@ -1,4 +1,5 @@
-"""Distro tokens, image names and version aliases (orbctl-reference §5) and name rules (§6)."""
+"""Distro tokens, image names and version aliases (docs/orbctl-contract.md §5) and name rules
+(§6)."""
 
 from __future__ import annotations
 

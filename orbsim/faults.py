@@ -2,15 +2,22 @@
 
 ``ORBSIM_LATENCY="create=2.5,clone=0.4,start=0.8,stop=0.3,delete=0.5,run=0.05"``
     seconds of real delay added per command (``*=x`` for every command); multiplied by
-    ``ORBSIM_LATENCY_SCALE`` (default 1).
+    ``ORBSIM_LATENCY_SCALE`` (default 1).  ``ORBSIM_LATENCY=realistic`` is the preset
+    :data:`REALISTIC_LATENCY` (the model the benchmarks use, docs/performance.md), and
+    ``realistic,create=40`` overrides parts of it.
 ``ORBSIM_FAIL="create=0.3,start=0.1"``
     probability of a transient failure per command.  ``*=p`` applies to every command except
     ``run``/``push``/``pull`` (commands executed inside machines only fail when named).
 ``ORBSIM_FAIL_KINDS="network,ip"`` or ``"create=network|ip,start=busy"``
     which failures to draw from: ``network`` (image index lookup timeout), ``ip`` (machine
     didn't start in 30s (missing IP address)), ``busy`` (operations are in progress: clone),
-    ``manager`` (machine manager is stopping).  Default: create → network|ip,
-    start/restart → ip|busy, everything else → busy.
+    ``manager`` (machine manager is stopping), and the rarer texts of the error catalogue
+    (docs/orbctl-contract.md §9): ``tls`` (TLS handshake timeout), ``download`` (GET download
+    status: 503), ``sha`` (sha256 mismatch), ``notfound404`` (GET download status: 404 - a
+    permanent failure until OrbStack is updated), ``crash`` (machine crashed on startup),
+    ``shutdown`` (canceled by machine shutdown), ``nostart`` (machine did not start),
+    ``stoptimeout`` (stop 'N': timeout).  Default: create → network|ip, start/restart →
+    ip|busy, everything else → busy.
 ``ORBSIM_HANG="create=0.05"``
     probability that the invocation hangs forever (until killed).
 ``ORBSIM_DETACH="create=0.1"``
@@ -38,8 +45,33 @@ from .ctx import Decision
 __all__ = ["Decision", "decide", "fail_message", "latency", "sleep_latency"]
 
 INSIDE = ("run", "push", "pull")
+#: ``ORBSIM_LATENCY=realistic``: seconds per command approximating OrbStack 2.x on Apple
+#: silicon (assumptions, not measurements: docs/performance.md gives the basis of each figure).
+#: ``bench/_common.py`` uses this very table as its default latency model.
+REALISTIC_LATENCY: dict[str, float] = {
+    "create": 15.0,
+    "clone": 0.5,
+    "start": 1.5,
+    "stop": 1.0,
+    "delete": 0.5,
+    "run": 0.03,
+}
+PRESETS: dict[str, dict[str, float]] = {"realistic": REALISTIC_LATENCY}
 DETACHABLE = ("create", "clone")
-KINDS = ("network", "ip", "busy", "manager")
+KINDS = (
+    "network",
+    "ip",
+    "busy",
+    "manager",
+    "tls",
+    "download",
+    "sha",
+    "notfound404",
+    "crash",
+    "shutdown",
+    "nostart",
+    "stoptimeout",
+)
 NETWORK_MSG = (
     "make rootfs: fetch index: get index: "
     'Get "https://cdn-images.orbstack.dev/streams/v1/images.json": '
@@ -83,6 +115,11 @@ def latency(cmd: str) -> float:
         return 0.0
     m = parse_map(os.environ.get("ORBSIM_LATENCY", ""))
     val = m.get(cmd, m.get("*"))
+    if val is None:
+        for word in m.get("", "").split("|"):
+            preset = PRESETS.get(word.strip().lower())
+            if preset is not None and cmd in preset:
+                val = str(preset[cmd])
     try:
         secs = float(val) if val else 0.0
         scale = float(os.environ.get("ORBSIM_LATENCY_SCALE", "1") or 1)
@@ -160,6 +197,20 @@ def decide(home: Path, cmd: str) -> Decision:
     return Decision(None, None, n)
 
 
+CDN = "https://cdn-images.orbstack.dev"
+#: Texts of the rarer kinds, without the ``create 'N': `` prefix; ``{n}`` is the machine name.
+KIND_TEXT = {
+    "tls": f'make rootfs: fetch index: get index: Get "{CDN}/streams/v1/images.json": '
+    "net/http: TLS handshake timeout",
+    "download": "make rootfs: download rootfs: GET download status: 503 Service Unavailable",
+    "sha": f"make rootfs: download rootfs: sha256 mismatch for URL {CDN}/images/rootfs.tar.zst",
+    "notfound404": "make rootfs: download rootfs: GET download status: 404 Not Found",
+    "crash": "setup: machine crashed on startup",
+    "shutdown": "setup: do initial setup: canceled by machine shutdown",
+    "nostart": "start: machine did not start: {n} - stopped",
+}
+
+
 def fail_message(cmd: str, kind: str, name: str | None) -> str:
     """The server error text (without the ``[-32098] `` prefix) for an injected failure."""
     prefix = f"create '{name}': " if cmd == "create" else ""
@@ -171,6 +222,10 @@ def fail_message(cmd: str, kind: str, name: str | None) -> str:
         return f"{cmd} '{name}': {IP_MSG}" if name else IP_MSG
     if kind == "manager":
         return prefix + "machine manager is stopping"
+    if kind == "stoptimeout":
+        return f"stop '{name or ''}': timeout"
+    if kind in KIND_TEXT:
+        return prefix + KIND_TEXT[kind].format(n=name or "")
     return prefix + f"cannot {cmd}: operations are in progress: clone"
 
 

@@ -71,7 +71,7 @@ def require_host() -> None:
 
 
 def public_record(rec: S.Record, state: str | None = None) -> dict[str, Any]:
-    """A ContainerRecord in the exact field order of orbctl-reference §3."""
+    """A ContainerRecord in the exact field order of docs/orbctl-contract.md §3."""
     img = rec["image"]
     cfg = rec.get("config") or {}
     out_cfg: dict[str, Any] = {
@@ -573,10 +573,9 @@ def create(
 
         oplog.append(ctx.home, _op_entry(ctx, None))
         faults.hang_forever()
-    if d.kind == "detach":
-        return _detach(ctx, mid, lambda: _create_work(ctx, mid, user, user_data, password))
-    _create_work(ctx, mid, user, user_data, password)
-    return 0
+    from .server import serve  # goes on if the client is killed, as OrbStack does
+
+    return serve(ctx, mid, lambda: _create_work(ctx, mid, user, user_data, password), prefix=pre)
 
 
 def _op_entry(ctx: Ctx, rc: int | None) -> dict[str, Any]:
@@ -588,52 +587,6 @@ def _op_entry(ctx: Ctx, rc: int | None) -> dict[str, Any]:
         "rc": rc,
         "fault": ctx.decision.label,
     }
-
-
-def _detach(ctx: Ctx, mid: str, work: Callable[[], None]) -> int:
-    """The client "is killed" but the server goes on: a forked, detached process finishes."""
-    from . import oplog
-
-    entry = _op_entry(ctx, None if faults.detach_mode() == "hang" else 124)
-    r, w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the detached "server side"
-        os.close(r)
-        os.setsid()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        logfd = os.open(console_log(ctx.home, mid), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.dup2(devnull, 0)
-        os.dup2(logfd, 1)
-        os.dup2(logfd, 2)
-        code = 0
-        try:
-            with S.transaction(ctx.home) as t:
-                rec = t.st["machines"].get(mid)
-                if rec is not None:
-                    rec["owner"] = S.me()
-            os.write(w, b"1")
-            os.close(w)
-            work()
-            entry["completed"] = True
-        except BaseException as exc:
-            entry["completed"] = False
-            sys.stderr.write(f"[orbsim] detached operation failed: {exc}\n")
-            code = 1
-        finally:
-            with contextlib.suppress(Exception):
-                oplog.append(ctx.home, entry)
-            os._exit(code)
-    os.close(w)
-    with contextlib.suppress(OSError):
-        os.read(r, 1)
-    os.close(r)
-    ctx.logged = True
-    if faults.detach_mode() == "exit124":
-        return 124
-    faults.hang_forever()
-    return 124  # pragma: no cover
 
 
 def _create_work(ctx: Ctx, mid: str, user: str, user_data: Any, password: str | None) -> None:
@@ -872,10 +825,9 @@ def clone(ctx: Ctx, old: str, new: str) -> int:
 
         oplog.append(ctx.home, _op_entry(ctx, None))
         faults.hang_forever()
-    if d.kind == "detach":
-        return _detach(ctx, mid, work)
-    work()
-    return 0
+    from .server import serve  # goes on if the client is killed, as OrbStack does
+
+    return serve(ctx, mid, work)
 
 
 # ---------------------------------------------------------------- export / import

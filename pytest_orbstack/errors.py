@@ -9,7 +9,8 @@ exit code and stderr of the call.  The class says what a caller may do about it:
 * :class:`OrbStackUnavailableError` - ``orbctl`` missing, OrbStack not running or not startable;
 * :class:`OrbctlTimeoutError` - our own per-call timeout fired and the process was killed.
 
-Classification matches specific texts from the reference's error catalogue, never broad words.
+Classification matches specific texts from the error catalogue (docs/orbctl-contract.md §9),
+never broad words.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ class PermanentError(OrbctlError):
     kind = "permanent"
 
 
+class UnsupportedCommandError(PermanentError):
+    """``unknown command "clone" for "orbctl"``: this OrbStack is too old for the command."""
+
+    kind = "unsupported"
+
+
 class MachineNotFoundError(PermanentError):
     """``machine not found: 'NAME'``."""
 
@@ -107,7 +114,7 @@ class OrbctlAbortedError(OrbctlError):
     kind = "aborted"
 
 
-# Ordered (pattern, class) table, from orbctl-reference.md section 9.  The first match wins, so
+# Ordered (pattern, class) table, from docs/orbctl-contract.md §9.  The first match wins, so
 # specific texts come before the more general ones.  Every pattern is a specific phrase.
 _RULES: tuple[tuple[re.Pattern[str], type[OrbctlError]], ...] = tuple(
     (re.compile(pattern), cls)
@@ -117,6 +124,11 @@ _RULES: tuple[tuple[re.Pattern[str], type[OrbctlError]], ...] = tuple(
         (r"timed out waiting for services to start", TransientError),
         (r"VM exited unexpectedly", TransientError),
         (r"(?:machine )?manager is stopping", TransientError),
+        # The simulator (orbsim) when this host cannot run machines (not Linux, not root...).
+        (r"orbsim cannot run machines on this host", OrbStackUnavailableError),
+        # A missing image file is permanent until OrbStack is updated; it comes as a download
+        # error, so it must be matched before the transient download rules below.
+        (r"GET download status: 404", PermanentError),
         # State-dependent.
         (r"cannot transition from \w+ to \w+", StateError),
         # Transient: operations in progress, network and download failures, start problems.
@@ -142,12 +154,12 @@ _RULES: tuple[tuple[re.Pattern[str], type[OrbctlError]], ...] = tuple(
         (r"invalid distro", PermanentError),
         (r"invalid architecture", PermanentError),
         (r"make rootfs: image not found", PermanentError),
-        (r"GET download status: 404", PermanentError),
         (r"cloud-init not supported", PermanentError),
         (r"cannot (?:delete|clone|rename) builtin machine", PermanentError),
         (r"can't find '_orbstack/config\.v1\.json'", PermanentError),
         (r"Unknown (?:machine )?configuration key", PermanentError),
         (r"Unknown machine config key", PermanentError),
+        (r'unknown command "\w+" for', UnsupportedCommandError),
         (r"unknown (?:flag|command|shorthand flag)", PermanentError),
         (r"accepts \d+ arg\(s\)|requires at least \d+ arg", PermanentError),
         (r"no machines specified", PermanentError),
@@ -183,7 +195,7 @@ def classify(stderr: str, returncode: int | None = None) -> type[OrbctlError]:
         if pattern.search(stderr):
             return cls
     if returncode == 2 and "goroutine" in stderr and "panic" in stderr:
-        # scli.Client() panics when it cannot start the VM (reference section 1).
+        # scli.Client() panics when it cannot start the VM (docs/orbctl-contract.md §1).
         return OrbStackUnavailableError
     return OrbctlError
 

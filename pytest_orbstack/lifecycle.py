@@ -9,27 +9,28 @@ leaves a record the reaper (or the watchdog) can act on, and nothing else is eve
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from pytest_orbstack.coordination import SharedDir
 from pytest_orbstack.errors import (
     MachineExistsError,
     MachineNotFoundError,
     OrbstackError,
-    PermanentError,
+    UnsupportedCommandError,
 )
 from pytest_orbstack.machine import Machine
 from pytest_orbstack.orbctl import MachineInfo, Orbctl
-from pytest_orbstack.registry import Owner, Record, Registry
+from pytest_orbstack.policy import at_run_end
+from pytest_orbstack.registry import Record, Registry
 from pytest_orbstack.report import Recorder
 from pytest_orbstack.retry import (
     RetryPolicy,
@@ -40,50 +41,14 @@ from pytest_orbstack.retry import (
     stop_machine,
     wait_for_state,
 )
+from pytest_orbstack.settings import RunContext, Settings
 from pytest_orbstack.spec import MachineSpec, machine_name, slugify
 
 log = logging.getLogger("pytest_orbstack")
 
-KEEP_POLICIES = ("never", "on-failure", "always")
-
 
 class ProvisionError(OrbstackError):
     """A machine could not be made ready (its cause is chained and quoted)."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Resolved configuration (see ``plugin.py`` for where each value comes from)."""
-
-    executable: str
-    backend: str = "orbctl"
-    default_image: str = "debian:bookworm"
-    keep: str = "never"
-    reuse: bool = False
-    timeout: float | None = None
-    retries: int = 4
-    max_creates: int = 0
-    pool_size: int = 0
-    report_path: Path | None = None
-    state_dir: Path = Path(".")
-    registry_key: str = ""
-
-    def policy(self) -> RetryPolicy:
-        return RetryPolicy(attempts=self.retries + 1)
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """Who we are in this run: run id, xdist worker id, owner process, shared directory."""
-
-    run_id: str
-    worker: str  # "gw0", ... or "main"
-    owner: Owner
-    shared: SharedDir
-
-    @property
-    def is_worker(self) -> bool:
-        return self.worker != "main"
 
 
 @dataclass
@@ -113,11 +78,14 @@ class MachineManager:
         self.run = run
         self.registry = registry
         self.recorder = recorder or Recorder()
-        self.policy = settings.policy()
+        self.policy = RetryPolicy.for_retries(settings.retries)
         self._counter = _Counter()
         self._owned: dict[str, Machine] = {}  # fresh machines this process must remove
         self._session: dict[str, Machine] = {}
         self._clone_supported: bool | None = None
+        #: How many clones of one origin may run at once (the replicas made to allow it):
+        #: set by the supply from the expected number of machines in preparation.
+        self.fan_out = 1
         #: Called with one-line progress messages for slow steps (the plugin shows them with -v).
         self.progress: Callable[[str], None] | None = None
         self._fingerprints: dict[str, str] = {}
@@ -129,25 +97,28 @@ class MachineManager:
             self.client.copy(), self.settings, self.run, self.registry, self.recorder
         )
         other._fingerprints = self._fingerprints
+        other.fan_out = self.fan_out
         return other
 
     # -- public API ------------------------------------------------------------------------
 
     def fresh(self, spec: MachineSpec, *, kind: str, label: str = "") -> Machine:
-        """A new machine for one test, module or factory call (cloned from a template when the
-        spec has a deploy and clone is available)."""
+        """A new machine for one test, module or factory call: a clone of the spec's template
+        (with a deploy) or of its pristine base (without), created only where clone is
+        unavailable."""
         name = machine_name(
             self.run.run_id, self.run.worker, label or kind[0], str(self._counter.next())
         )
-        if spec.deploy and self._clone_supported is not False:
+        if self._clone_supported is not False:
             try:
-                source = self.clone_source(spec)
-                machine = self._clone_ready(source, name, spec, kind)
+                origin = self.template(spec) if spec.deploy else self.base(spec)
+                machine = self._clone_ready(origin, name, spec, kind)
             except _CloneUnsupported:
                 self._clone_supported = False
-                machine = self._create_ready(name, spec, kind, provision=True)
-        else:
-            machine = self._create_ready(name, spec, kind, provision=bool(spec.deploy))
+            else:
+                self._owned[name] = machine
+                return machine
+        machine = self._create_ready(name, spec, kind, provision=bool(spec.deploy))
         self._owned[name] = machine
         return machine
 
@@ -166,7 +137,7 @@ class MachineManager:
                 name = self._reusable(spec)
             else:
                 name = spec.name or machine_name(self.run.run_id, "s", key.split("-", 1)[1])
-                self._create_ready(name, spec, "session", provision=bool(spec.deploy))
+                self._derive(name, spec, "session")
             return {
                 "name": name,
                 "kind": "reuse" if self.settings.reuse else "session",
@@ -177,13 +148,40 @@ class MachineManager:
         if "error" in handle:
             raise ProvisionError(f"session machine for {spec.describe()} failed: {handle['error']}")
         machine = self.machine(handle["name"], spec)
-        self.recorder.machine(machine.name, spec.image, "session", handle["kind"])
+        self.recorder.machine(machine.name, spec.image, "session", handle["kind"], spec.deploy)
         self._session[key] = machine
         return machine
 
+    def base(self, spec: MachineSpec) -> str:
+        """The name of the pristine base machine of ``spec``'s image, arch, user and user-data:
+        created once per run (once across runs with reuse), generalized and stopped, then only
+        ever cloned.  OrbStack's ``create`` downloads the image every time; ``clone`` is a
+        copy-on-write snapshot."""
+        pristine = spec.pristine()
+        digest = pristine.base_hash()[:12]
+        if self.settings.reuse:
+            name = machine_name("base", pristine.slot(), digest[:6])
+        else:
+            name = machine_name(self.run.run_id, "base", digest)
+
+        def make() -> dict[str, Any]:
+            if self.settings.reuse and self._adopt(name, pristine, digest, "base"):
+                return {"name": name}
+            if self.settings.reuse:
+                self._prune_stale(pristine, "base", keep=name)
+            self._create_ready(name, pristine, "base", provision=False, content=digest)
+            self._generalize_and_stop(name)
+            return {"name": name}
+
+        handle, _ = self.run.shared.get_or_make(f"base-{digest}", make)
+        if "error" in handle:
+            raise ProvisionError(f"base machine for {spec.describe()} failed: {handle['error']}")
+        return str(handle["name"])
+
     def template(self, spec: MachineSpec) -> str:
         """The name of the provisioned template machine for ``spec``, made once per run (or
-        once across runs with reuse), keyed by a hash of everything that shapes it."""
+        once across runs with reuse), keyed by a hash of everything that shapes it: a clone of
+        the base, provisioned, generalized and stopped."""
         digest = spec.content_hash(self.fingerprint(spec))[:12]
         if self.settings.reuse:
             name = machine_name("tpl", spec.slot(), digest[:6])
@@ -195,9 +193,8 @@ class MachineManager:
                 return {"name": name, "kind": "template"}
             if self.settings.reuse:
                 self._prune_stale(spec, "template", keep=name)
-            self._create_ready(name, spec, "template", provision=True, content=digest)
-            with self.recorder.phase(name, "stop"):
-                stop_machine(self.client, self.policy, name)
+            self._derive(name, spec, "template", content=digest)
+            self._generalize_and_stop(name)
             return {"name": name, "kind": "template"}
 
         handle, _ = self.run.shared.get_or_make(f"template-{digest}", make)
@@ -205,42 +202,40 @@ class MachineManager:
             raise ProvisionError(f"template for {spec.describe()} failed: {handle['error']}")
         return str(handle["name"])
 
-    def clone_source(self, spec: MachineSpec) -> str:
-        """What fresh machines of ``spec`` are cloned from.
+    def _clone_from(self, origin: str, name: str, spec: MachineSpec) -> MachineInfo:
+        """Clone ``name`` from ``origin`` or one of its replicas, fanning out.
 
-        A single process clones the template itself.  Under xdist each worker first clones the
-        template once into its own stopped *replica* and clones from that: OrbStack holds a
-        source during a clone, so clones of one source take turns, and one source per worker
-        keeps the workers from queueing behind each other.
+        OrbStack holds a source during a clone, so clones of one source take turns (run-wide,
+        per call: concurrent clones of one source fail with "operations are in progress").
+        To keep up to :attr:`fan_out` clones going at once, a clone that had to wait for a
+        source first clones one more *source* (while fewer than ``fan_out``): a stopped,
+        never-started copy of the origin (a replica), identical to it.  N machines then need
+        about log2(N) rounds of clones instead of N turns on one source.
         """
-        template = self.template(spec)
-        if not self.run.is_worker:
-            return template
-        digest = template.rsplit("-", 1)[-1]
-
-        def make() -> dict[str, Any]:
-            name = machine_name(self.run.run_id, self.run.worker, "rep", digest)
-            with self._making(name, spec, "replica"), self.recorder.phase(name, "clone"):
-                self._clone(template, name)
-            return {"name": name}
-
-        handle, _ = self.run.shared.get_or_make(f"replica-{digest}-{self.run.worker}", make)
-        if "error" in handle:
-            raise ProvisionError(
-                f"template replica for {spec.describe()} failed: {handle['error']}"
-            )
-        return str(handle["name"])
+        sources = _Sources(self.run.shared, origin)
+        while True:
+            source, lock, waited = sources.acquire()
+            try:
+                if waited and sources.grow(self.fan_out):
+                    replica = machine_name(
+                        self.run.run_id, self.run.worker, "rep", str(self._counter.next())
+                    )
+                    with (
+                        self._making(replica, spec, "replica"),
+                        self.recorder.phase(replica, "clone"),
+                    ):
+                        self._clone(source, replica)
+                    sources.add(replica)
+                    continue  # now clone for the caller, from whichever source is free
+                return self._clone(source, name)
+            finally:
+                lock.release()
 
     def _clone(self, source: str, name: str) -> MachineInfo:
-        # OrbStack holds the source during a clone: concurrent clones of one source fail with
-        # "operations are in progress: clone".  Take turns, run-wide (per call, not per retry).
-        guard = self.run.shared.lock(f"clone-{source}")
         try:
-            return clone_machine(self.client, self.policy, source, name, guard=guard)
-        except PermanentError as exc:
-            if 'unknown command "clone"' in exc.stderr:
-                raise _CloneUnsupported() from exc
-            raise
+            return clone_machine(self.client, self.policy, source, name)
+        except UnsupportedCommandError as exc:
+            raise _CloneUnsupported() from exc
 
     def release(self, machine: Machine, *, keep: bool = False) -> None:
         """End of a fresh machine's scope: delete it, or keep it (and say so)."""
@@ -299,20 +294,23 @@ class MachineManager:
         ``failed`` names machines that served a failing test (kept with ``on-failure``);
         ``unclaimed`` names machines prepared ahead that no test took (reported as such).
         """
-        keep = self.settings.keep
         doomed = []
         for rec in self.registry.of_run(self.run.run_id):
-            if rec.kept:
-                continue
-            if rec.persistent and rec.state == "ready":
+            action = at_run_end(
+                self.settings.keep,
+                kind=rec.kind,
+                state=rec.state,
+                kept=rec.kept,
+                persistent=rec.persistent,
+                failed=rec.name in failed,
+            )
+            if action == "keep for reuse":
                 self.recorder.outcome(rec.name, "kept for reuse")
-                continue
-            shared = rec.kind in ("session", "reuse")
-            if shared and (keep == "always" or (keep == "on-failure" and rec.name in failed)):
+            elif action == "keep":
                 self.registry.update(rec.name, kept=True, state="kept")
                 self.recorder.outcome(rec.name, "kept")
-                continue
-            doomed.append(rec.name)
+            elif action == "delete":
+                doomed.append(rec.name)
         if doomed:
             self._delete(doomed)
         for name in unclaimed:
@@ -321,7 +319,7 @@ class MachineManager:
     # -- internals -------------------------------------------------------------------------
 
     def _register(self, name: str, spec: MachineSpec, kind: str, content: str = "") -> None:
-        persistent = self.settings.reuse and kind in ("template", "reuse")
+        persistent = self.settings.reuse and kind in ("base", "template", "reuse")
         self.registry.register(
             Record(
                 name=name,
@@ -333,7 +331,7 @@ class MachineManager:
                 persistent=persistent,
             )
         )
-        self.recorder.machine(name, spec.image, spec.isolation, kind)
+        self.recorder.machine(name, spec.image, spec.isolation, kind, spec.deploy)
 
     @contextmanager
     def _making(self, name: str, spec: MachineSpec, kind: str, content: str = "") -> Iterator[None]:
@@ -376,13 +374,7 @@ class MachineManager:
                 self.recorder.phase(name, "create"),
             ):
                 info = create_machine(
-                    self.client,
-                    self.policy,
-                    spec.image,
-                    name,
-                    arch=spec.arch,
-                    user=spec.user,
-                    user_data=spec.user_data,
+                    self.client, self.policy, spec.image, name, spec.create_options()
                 )
             self.registry.update(name, machine_id=info.record.id)
             machine = self.machine(name, spec)
@@ -391,42 +383,90 @@ class MachineManager:
                 self._provision(machine, spec)
         return machine
 
-    def _clone_ready(self, template: str, name: str, spec: MachineSpec, kind: str) -> Machine:
-        with self._making(name, spec, kind):
+    def _derive(self, name: str, spec: MachineSpec, kind: str, *, content: str = "") -> Machine:
+        """A machine of ``spec`` that is not drawn from a pool (a session, reuse or template
+        machine): a clone of the base, provisioned if the spec has a deploy; created where
+        clone is unavailable."""
+        if self._clone_supported is not False:
+            try:
+                base = self.base(spec)
+                return self._clone_ready(base, name, spec, kind, provision=True, content=content)
+            except _CloneUnsupported:
+                self._clone_supported = False
+        return self._create_ready(name, spec, kind, provision=bool(spec.deploy), content=content)
+
+    def _clone_ready(
+        self,
+        origin: str,
+        name: str,
+        spec: MachineSpec,
+        kind: str,
+        *,
+        provision: bool = False,
+        content: str = "",
+    ) -> Machine:
+        with self._making(name, spec, kind, content):
             with (
                 self.run.shared.create_slot(self.settings.max_creates),
                 self.recorder.phase(name, "clone"),
             ):
-                info = self._clone(template, name)
+                info = self._clone_from(origin, name, spec)
             self.registry.update(name, machine_id=info.record.id)
             with self.recorder.phase(name, "start"):
                 start_machine(self.client, self.policy, name)
             machine = self.machine(name, spec)
-            self._wait_ready(machine)
+            self._ready(machine)
+            if provision and spec.deploy:
+                self._provision(machine, spec)
         return machine
 
     def _wait_ready(self, machine: Machine) -> None:
-        """Running, with an IPv4 address, and answering ``true`` (reference section 4)."""
+        """After ``create``: running (with an address if this orbctl reports addresses), then
+        answering commands (docs/orbctl-contract.md §4)."""
+        info = wait_for_state(self.client, machine.name, {"running"}, self.policy, require_ip=True)
+        if info is None or info.state != "running":
+            state = info.state if info else "gone"
+            raise ProvisionError(f"machine {machine.name!r} did not become ready ({state})")
+        self._ready(machine)
+
+    def _ready(self, machine: Machine) -> None:
+        """One readiness check: a root shell in the machine that gives it an identity of its own
+        (a clone of a generalized base has none yet), waits for systemd (and cloud-init) to
+        finish booting, and answers.  ``start`` returns once the machine runs, so this is one
+        ``orbctl run`` unless the machine is slow to accept commands; the address is asked for
+        when a test wants it (:attr:`Machine.ip`), not polled here."""
+        script = READY_SCRIPT + (CLOUD_INIT_WAIT if machine.spec and machine.spec.user_data else "")
         with self.recorder.phase(machine.name, "ready"):
-            info = wait_for_state(
-                self.client, machine.name, {"running"}, self.policy, require_ip=True
-            )
-            if info is None or info.state != "running":
-                state = info.state if info else "gone"
-                raise ProvisionError(f"machine {machine.name!r} did not become ready ({state})")
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + READY_TIMEOUT
             while True:
-                probe = self.client.run(machine.name, ["true"], workdir="", timeout=30)
+                probe = self.client.run(
+                    machine.name, ["sh", "-c", script], user="root", workdir="", timeout=600
+                )
                 if probe.returncode == 0:
-                    break
+                    return
                 if time.monotonic() > deadline:
                     raise ProvisionError(
                         f"machine {machine.name!r} is running but cannot run commands: "
                         f"{probe.stderr.decode(errors='replace').strip()}"
                     )
+                info = wait_for_state(self.client, machine.name, {"running"}, self.policy)
+                if info is None or info.state != "running":
+                    state = info.state if info else "gone"
+                    raise ProvisionError(f"machine {machine.name!r} did not start ({state})")
                 time.sleep(0.2)
-            if machine.spec is not None and machine.spec.user_data:
-                machine.run(["cloud-init", "status", "--wait"], user="root", timeout=600)
+
+    def _generalize_and_stop(self, name: str) -> None:
+        """Make ``name`` a clean origin for clones (no machine-id, SSH host keys or random seed
+        to share; each clone makes its own on first boot, as a fresh create does), then stop
+        it: OrbStack clones a stopped machine consistently."""
+        call = self.client.run(name, ["sh", "-c", GENERALIZE_SCRIPT], user="root", workdir="")
+        if call.returncode != 0:
+            raise ProvisionError(
+                f"could not prepare {name!r} for cloning: "
+                f"{call.stderr.decode(errors='replace').strip()}"
+            )
+        with self.recorder.phase(name, "stop"):
+            stop_machine(self.client, self.policy, name)
 
     def _provision(self, machine: Machine, spec: MachineSpec) -> None:
         from pytest_orbstack.deploy import run_deploy
@@ -443,7 +483,7 @@ class MachineManager:
             log.warning("could not remove failed machine %s: %s", name, exc)
 
     def _delete(self, names: list[str], outcome: str = "deleted") -> None:
-        with _phases(self.recorder, names, "delete"):
+        with self.recorder.shared_phase(names, "delete"):
             delete_machines(self.client, self.policy, names)
         self.registry.forget(*names)
         for name in names:
@@ -462,7 +502,7 @@ class MachineManager:
         if kind == "reuse" and info.state != "running":
             start_machine(self.client, self.policy, name)
         self.registry.update(name, run_id=self.run.run_id, owner=self.run.owner)
-        stats = self.recorder.machine(name, spec.image, spec.isolation, kind)
+        stats = self.recorder.machine(name, spec.image, spec.isolation, kind, spec.deploy)
         stats.reused = True
         stats.outcome = "reused"
         return True
@@ -481,122 +521,108 @@ class MachineManager:
             return name
         if rec is not None:  # ours, but stale (other content) or half-made: replace it
             self._delete([name], outcome="replaced")
-        self._create_ready(name, spec, "reuse", provision=bool(spec.deploy), content=digest)
+        self._derive(name, spec, "reuse", content=digest)
         return name
+
+
+class _Sources:
+    """The run-wide list of machines fresh machines of one origin are cloned from: the origin
+    (a base or template) and its replicas.  Shared by every xdist worker through the run's
+    directory; each source has its own lock, held for the length of one clone."""
+
+    POLL = 0.05
+
+    def __init__(self, shared: SharedDir, origin: str) -> None:
+        self.shared = shared
+        self.origin = origin
+        self.path = shared.path / f"sources-{origin}.json"
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        return {"replicas": data.get("replicas", []), "planned": data.get("planned", 0)}
+
+    def names(self) -> list[str]:
+        return [self.origin, *self._read()["replicas"]]
+
+    def grow(self, limit: int) -> bool:
+        """Claim the making of one more replica, if the sources (made and being made) are
+        fewer than ``limit``."""
+        with self.shared.lock(f"sources-{self.origin}"):
+            data = self._read()
+            if 1 + data["planned"] >= limit:
+                return False
+            data["planned"] += 1
+            self.path.write_text(json.dumps(data))
+            return True
+
+    def add(self, name: str) -> None:
+        with self.shared.lock(f"sources-{self.origin}"):
+            data = self._read()
+            data["replicas"].append(name)
+            self.path.write_text(json.dumps(data))
+
+    def acquire(self) -> tuple[str, FileLock, bool]:
+        """Wait for a source nobody is cloning from; return it with its lock held, and whether
+        every source was busy at first (the sign that more sources would help)."""
+        waited = False
+        while True:
+            for name in self.names():
+                lock = self.shared.lock(f"clone-{name}", timeout=0)
+                try:
+                    lock.acquire()
+                except Timeout:
+                    continue
+                return name, lock, waited
+            waited = True
+            time.sleep(self.POLL)
+
+
+#: Readiness, as root, in one shell: an identity of its own for a clone of a generalized origin
+#: (systemd makes the machine-id itself when it boots with an empty one; other inits get one
+#: here), SSH host keys where sshd is installed (as package installation makes them on a fresh
+#: machine), then systemd's own verdict that booting is over (running or degraded).
+READY_SCRIPT = """
+if [ -f /etc/machine-id ] && [ ! -s /etc/machine-id ]; then
+  systemd-machine-id-setup >/dev/null 2>&1 || dbus-uuidgen >/etc/machine-id 2>/dev/null ||
+    od -An -N16 -tx1 /dev/urandom | tr -d ' \\n' >/etc/machine-id
+fi
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  timeout 120 systemctl is-system-running --wait >/dev/null 2>&1
+fi
+if [ -d /etc/ssh ] && command -v ssh-keygen >/dev/null 2>&1 &&
+   ! ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1; then
+  ssh-keygen -A >/dev/null
+  if command -v systemctl >/dev/null 2>&1; then
+    for unit in ssh sshd; do
+      if systemctl -q is-enabled "$unit" 2>/dev/null; then systemctl restart "$unit"; fi
+    done
+  fi
+fi
+true
+"""
+CLOUD_INIT_WAIT = "\ncloud-init status --wait >/dev/null\n"
+#: Before stopping a base or template for cloning: forget what must differ between machines.
+GENERALIZE_SCRIPT = """
+if [ -f /etc/machine-id ]; then : >/etc/machine-id; fi
+if [ -f /var/lib/dbus/machine-id ] && [ ! -L /var/lib/dbus/machine-id ]; then
+  rm -f /var/lib/dbus/machine-id
+fi
+rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub /var/lib/systemd/random-seed
+sync
+"""
+#: How long a started machine may take to accept commands.
+READY_TIMEOUT = 60.0
 
 
 class _CloneUnsupported(Exception):
     """``orbctl clone`` does not exist (OrbStack before 2.0)."""
 
 
-class _phases:
-    """Time one phase for several machines at once (a batched delete)."""
-
-    def __init__(self, recorder: Recorder, names: list[str], phase: str) -> None:
-        self.recorder, self.names, self.phase = recorder, names, phase
-
-    def __enter__(self) -> None:
-        self.started = time.monotonic()
-
-    def __exit__(self, *exc: object) -> None:
-        share = (time.monotonic() - self.started) / max(1, len(self.names))
-        for name in self.names:
-            stats = self.recorder.machines.get(name)
-            if stats is not None:
-                stats.phases[self.phase] = stats.phases.get(self.phase, 0.0) + share
-
-
-#: How long a record of a machine that was being created, but does not exist (yet), is kept:
-#: OrbStack goes on creating after its client is killed, so the machine may still appear.
-CREATE_GRACE = 900.0
-
-
-def reap(
-    client: Orbctl,
-    registry: Registry,
-    policy: RetryPolicy,
-    *,
-    exclude_run: str | None = None,
-    grace: float = CREATE_GRACE,
-) -> list[str]:
-    """Delete the machines of dead owners.  Only names with a registry record are touched.
-
-    A record whose machine is absent is forgotten, unless it was still being created less than
-    ``grace`` seconds ago (the create may yet finish: a later pass deletes it then).
-    """
-    records = registry.reapable(exclude_run=exclude_run)
-    if not records:
-        return []
-    existing = {r.name: r for r in client.list()}
-    doomed = []
-    for rec in records:
-        found = existing.get(rec.name)
-        if found is None:
-            continue
-        if rec.machine_id and found.id and found.id != rec.machine_id:
-            log.warning("not reaping %s: its id changed, it is not the machine we made", rec.name)
-            continue
-        doomed.append(rec.name)
-    deleted = delete_machines(client, policy, doomed) if doomed else []
-    now = time.time()
-    registry.forget(
-        *(
-            r.name
-            for r in records
-            if r.name in deleted
-            or (r.name not in existing and (r.state != "creating" or now - r.created_at > grace))
-        )
-    )
-    if deleted:
-        log.info("reaped %d machine(s) of dead runs: %s", len(deleted), ", ".join(deleted))
-    return deleted
-
-
-def spawn_watchdog(registry: Registry, run: RunContext, client: Orbctl) -> int | None:
-    """Start a detached process that reaps this run's machines if its owner dies (SIGKILL).
-
-    It runs in its own process group (Ctrl-C does not reach it) and exits after the owner has
-    gone and its leftovers are reaped.
-    """
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest_orbstack.watchdog",
-        str(registry.path),
-        run.run_id,
-        str(run.owner.pid),
-        client.executable,
-    ]
-    env = {**os.environ, **(client.env or {})}
-    try:
-        devnull = os.open(os.devnull, os.O_RDWR)
-        try:
-            pid = os.posix_spawn(
-                sys.executable,
-                argv,
-                env,
-                file_actions=[(os.POSIX_SPAWN_DUP2, devnull, fd) for fd in (0, 1, 2)],
-                setpgroup=0,
-            )
-        finally:
-            os.close(devnull)
-    except OSError as exc:
-        log.warning("could not start the cleanup watchdog: %s", exc)
-        return None
-    return pid
-
-
 def label_for(nodeid: str) -> str:
     return slugify(nodeid.rsplit("::", 1)[-1], 16)
 
 
-__all__ = [
-    "KEEP_POLICIES",
-    "MachineManager",
-    "ProvisionError",
-    "RunContext",
-    "Settings",
-    "label_for",
-    "reap",
-    "spawn_watchdog",
-]
+__all__ = ["MachineManager", "ProvisionError", "label_for"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -112,12 +113,26 @@ class Machine:
             input=data,
             timeout=timeout,
         )
-        result = _result(self.name, argv, call, user)
+        result = self.record(argv, call, user)
+        if check:
+            result.check_returncode()
+        return result
+
+    def record(self, argv: list[str], call: CompletedCall, user: str | None) -> RunResult:
+        """Keep a command run in this machine (by :meth:`run`, or by testinfra or pyinfra
+        through the same client) in ``history`` for failure reports, and tell ``on_run``."""
+        result = RunResult(
+            machine=self.name,
+            argv=argv,
+            returncode=call.returncode,
+            stdout=call.stdout.decode(errors="replace"),
+            stderr=call.stderr.decode(errors="replace"),
+            duration=call.duration,
+            user=user,
+        )
         self.history.append(result)
         if self.on_run is not None:
             self.on_run(result)
-        if check:
-            result.check_returncode()
         return result
 
     def push(self, src: str | os.PathLike[str], dest: str) -> None:
@@ -140,8 +155,20 @@ class Machine:
 
     @property
     def ip(self) -> str | None:
-        """The machine's IPv4 address (``None`` while it has none, e.g. when stopped)."""
-        return self.info().ip4
+        """The machine's IPv4 address; ``None`` when it is not running, or when this OrbStack
+        does not report addresses (before mid-2025).
+
+        A machine's address may lag its start by a moment: while it is running without one,
+        this asks again for up to :data:`IP_WAIT` seconds (a few seconds only while this
+        orbctl has never shown an address: an older OrbStack never will).
+        """
+        limit = IP_WAIT if self.client.reports_addresses else IP_WAIT_UNKNOWN
+        deadline = time.monotonic() + limit
+        while True:
+            info = self.info()
+            if info.ip4 or info.state != "running" or time.monotonic() >= deadline:
+                return info.ip4
+            time.sleep(0.2)
 
     @property
     def hostname(self) -> str:
@@ -208,16 +235,9 @@ def _env_item(key: str, value: str) -> str:
     return f"{key}={value}"
 
 
-def _result(name: str, argv: list[str], call: CompletedCall, user: str | None) -> RunResult:
-    return RunResult(
-        machine=name,
-        argv=argv,
-        returncode=call.returncode,
-        stdout=call.stdout.decode(errors="replace"),
-        stderr=call.stderr.decode(errors="replace"),
-        duration=call.duration,
-        user=user,
-    )
-
+#: How long :attr:`Machine.ip` waits for the address of a running machine.
+IP_WAIT = 30.0
+#: ... when this orbctl never showed an address (it may be an OrbStack that never does).
+IP_WAIT_UNKNOWN = 3.0
 
 __all__ = ["CommandError", "CopyError", "Machine", "RunResult", "command_argv"]

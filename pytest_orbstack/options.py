@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,10 @@ from typing import Any
 import pytest
 
 from pytest_orbstack.errors import ConfigError, OrbctlError, OrbctlTimeoutError
-from pytest_orbstack.lifecycle import KEEP_POLICIES, Settings
 from pytest_orbstack.orbctl import Orbctl, resolve_executable
 from pytest_orbstack.registry import default_state_dir
+from pytest_orbstack.settings import BACKENDS, KEEP_POLICIES, Settings
 from pytest_orbstack.spec import DEFAULT_IMAGE, validate_image
-
-BACKENDS = ("auto", "orbctl", "sim")
 
 
 @dataclass(frozen=True)
@@ -65,9 +63,10 @@ OPTIONS = (
     Option("max-creates", "cap on concurrent machine creates/clones across all xdist workers "
            "(0 = no cap)", "ORBSTACK_MAX_CREATES", "0", metavar="N"),
     Option("report", "write a JSON report of machines and timings to PATH", None, metavar="PATH"),
-    Option("pool-size", "fresh machines prepared ahead of demand, per spec and worker "
-           "(default 2; 0 = off)",
-           "ORBSTACK_POOL_SIZE", "2", metavar="N"),
+    Option("pool-size", "fresh machines prepared ahead of demand, per spec and worker: auto "
+           "(default: enough to cover the measured preparation time over the measured test "
+           "time), a number, or 0 = off",
+           "ORBSTACK_POOL_SIZE", "auto", metavar="N|auto"),
 )  # fmt: skip
 
 
@@ -93,17 +92,31 @@ def add_options(parser: pytest.Parser) -> None:
             parser.addini(opt.dest, opt.help, type="string", default="")
 
 
-def raw_value(config: pytest.Config, opt: Option) -> tuple[str | None, str]:
-    """``(value, origin)`` by precedence: command line > ini > environment > default."""
-    cli = config.getoption(opt.dest, default=None)
+def resolve(
+    opt: Option, *, cli: object, ini: object, environ: Mapping[str, str]
+) -> tuple[str | None, str]:
+    """``(value, origin)`` of ``opt`` by precedence: command line > ini > environment > default.
+
+    ``cli`` is the parsed command-line value (``None`` when not given), ``ini`` the ini value
+    (blank when not set).  Pure: the one place the precedence rule lives.
+    """
     if cli is not None:
         return (("1" if cli else "0") if opt.flag else str(cli)), "command line"
-    ini = config.getini(opt.dest)
     if isinstance(ini, str) and ini.strip():
         return ini.strip(), f"ini {opt.dest}"
-    if opt.env and os.environ.get(opt.env, "").strip():
-        return os.environ[opt.env].strip(), f"env {opt.env}"
+    if opt.env and environ.get(opt.env, "").strip():
+        return environ[opt.env].strip(), f"env {opt.env}"
     return opt.default, "default"
+
+
+def raw_value(config: pytest.Config, opt: Option) -> tuple[str | None, str]:
+    """``(value, origin)`` of ``opt`` for this pytest run (see :func:`resolve`)."""
+    return resolve(
+        opt,
+        cli=config.getoption(opt.dest, default=None),
+        ini=config.getini(opt.dest),
+        environ=os.environ,
+    )
 
 
 def settings_from_config(config: pytest.Config) -> Settings:
@@ -126,7 +139,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
     timeout = get("timeout", _positive_float)
     retries = get("retries", _non_negative_int)
     max_creates = get("max-creates", _non_negative_int)
-    pool_size = get("pool-size", _non_negative_int)
+    pool_size = get("pool-size", _pool_size)
     report = get("report")
     explicit = get("orbctl")
     executable = _executable(backend, explicit)
@@ -177,6 +190,15 @@ def _non_negative_int(value: str) -> int:
     if number < 0:
         raise ValueError("must not be negative")
     return number
+
+
+def _pool_size(value: str) -> int | None:
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        return _non_negative_int(value)
+    except ValueError:
+        raise ValueError("must be auto or a whole number (0 = off)") from None
 
 
 def _bool(value: str) -> bool:
@@ -237,4 +259,13 @@ def probe(settings: Settings) -> str | None:
     return f"OrbStack is not running ({status}); start it with `orb start` or open OrbStack.app"
 
 
-__all__ = ["BACKENDS", "OPTIONS", "add_options", "probe", "required", "settings_from_config"]
+__all__ = [
+    "OPTIONS",
+    "Option",
+    "add_options",
+    "probe",
+    "raw_value",
+    "required",
+    "resolve",
+    "settings_from_config",
+]

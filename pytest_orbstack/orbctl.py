@@ -119,6 +119,10 @@ class MachineInfo:
     disk_size: int | None = None
     ip4: str | None = None
     ip6: str | None = None
+    #: Whether this output carried an address field at all.  OrbStack before mid-2025 printed
+    #: no ``ip4``/``ip6`` (flat record before Feb 2025, ``{record, disk_size}`` until June):
+    #: such a machine never shows an address, and readiness must not wait for one.
+    reports_addresses: bool = True
 
     @property
     def name(self) -> str:
@@ -130,7 +134,7 @@ class MachineInfo:
 
     @property
     def ready(self) -> bool:
-        """Running with an IPv4 address: the reference's readiness condition (section 4)."""
+        """Running with an IPv4 address: the readiness condition of docs/orbctl-contract.md §4."""
         return self.record.state == "running" and bool(self.ip4)
 
     @classmethod
@@ -147,7 +151,28 @@ class MachineInfo:
             disk_size=int(disk) if isinstance(disk, (int, float)) else None,
             ip4=data.get("ip4") or None,
             ip6=data.get("ip6") or None,
+            reports_addresses="ip4" in data or "ip6" in data,
         )
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    """What ``orbctl create`` is told besides image and name, passed as one value from the spec
+    down to the command line: ``-a ARCH``, ``-u USER``, ``-c USER_DATA``."""
+
+    arch: str | None = None
+    user: str | None = None
+    user_data: str | None = None
+
+    def argv(self) -> list[str]:
+        flags: list[str] = []
+        if self.arch:
+            flags += ["-a", self.arch]
+        if self.user:
+            flags += ["-u", self.user]
+        if self.user_data:
+            flags += ["-c", self.user_data]
+        return flags
 
 
 @dataclass(frozen=True)
@@ -212,16 +237,22 @@ class Orbctl:
         self._live: set[subprocess.Popen[bytes]] = set()
         self._live_lock = threading.Lock()
         self._aborted = False
+        #: Set once any ``info`` carried an address field: this orbctl reports addresses, so a
+        #: running machine without ``ip4`` has not got one *yet* (it lags ``start``).  Older
+        #: OrbStack never reports them (see :attr:`MachineInfo.reports_addresses`).
+        self.reports_addresses = False
 
     def copy(self) -> Orbctl:
         """A client with the same settings (and its own :meth:`abort`)."""
-        return Orbctl(
+        other = Orbctl(
             self.executable,
             timeout=self.default_timeout,
             timeouts=self.timeouts,
             env=self.env,
             observer=self.observer,
         )
+        other.reports_addresses = self.reports_addresses
+        return other
 
     def abort(self) -> None:
         """Kill every call in flight (with its process group) and refuse new ones.
@@ -381,27 +412,22 @@ class Orbctl:
 
     def info(self, name: str) -> MachineInfo:
         _require_name(name)
-        return parse_machine_info(self.check(["info", "-f", "json", name]))
+        info = parse_machine_info(self.check(["info", "-f", "json", name]))
+        if info.reports_addresses:
+            self.reports_addresses = True
+        return info
 
     def create(
         self,
         image: str,
         name: str,
+        options: CreateOptions | None = None,
         *,
-        arch: str | None = None,
-        user: str | None = None,
-        user_data: str | os.PathLike[str] | None = None,
         timeout: float | None = None,
     ) -> None:
         _require_name(name)
-        args = ["create"]
-        if arch:
-            args += ["-a", arch]
-        if user:
-            args += ["-u", user]
-        if user_data:
-            args += ["-c", os.fspath(user_data)]
-        self.check([*args, image, name], timeout=timeout)
+        flags = options.argv() if options is not None else []
+        self.check(["create", *flags, image, name], timeout=timeout)
 
     def clone(self, source: str, name: str, *, timeout: float | None = None) -> None:
         _require_name(source)
@@ -415,9 +441,6 @@ class Orbctl:
         # Without names orbctl stops the whole OrbStack VM: refuse.
         self.check(["stop", *_require_names("stop", names)], timeout=timeout)
 
-    def restart(self, *names: str, timeout: float | None = None) -> None:
-        self.check(["restart", *_require_names("restart", names)], timeout=timeout)
-
     def delete(self, *names: str, timeout: float | None = None) -> None:
         # Without names (or with -a) orbctl deletes every machine: refuse.
         self.check(["delete", "-f", *_require_names("delete", names)], timeout=timeout)
@@ -430,15 +453,6 @@ class Orbctl:
     def logs(self, name: str, *, all: bool = False) -> str:
         _require_name(name)
         return self.check(["logs", *(["-a"] if all else []), name])
-
-    def default(self) -> str | None:
-        call = self.invoke(["default"])
-        if call.returncode != 0:
-            err = self.error_for(call)
-            if "no machines found" in err.stderr:
-                return None
-            raise err
-        return call.stdout.decode(errors="replace").strip() or None
 
     # -- inside machines (never retried; the exit code is the command's) ------------------
 
@@ -457,8 +471,8 @@ class Orbctl:
         OrbStack quotes each element of ``argv`` for the login shell, so there is no shell
         interpretation of the arguments: pass ``["sh", "-c", script]`` for shell features.  The
         returned ``returncode`` is the remote command's.  No ``--`` is emitted: OrbStack's custom
-        flag parser rejects it (reference section 2), so an ``argv`` whose first element starts
-        with ``-`` is refused.
+        flag parser rejects it (docs/orbctl-contract.md §2 run), so an ``argv`` whose first
+        element starts with ``-`` is refused.
         """
         _require_name(name)
         if not argv:

@@ -1,14 +1,19 @@
 """pytest entry point: options, the ``orbstack`` marker, fixtures and hooks.
 
-Thin by design: every decision about machines lives in :mod:`pytest_orbstack.lifecycle`,
-options in :mod:`pytest_orbstack.options`, specs in :mod:`pytest_orbstack.spec`, reporting in
-:mod:`pytest_orbstack.report`.
+Hooks and fixtures delegate: decisions live in :mod:`pytest_orbstack.policy`, making and removing
+machines in :mod:`pytest_orbstack.lifecycle` and :mod:`pytest_orbstack.supply`, cleanup after
+crashes in :mod:`pytest_orbstack.cleanup`, options in :mod:`pytest_orbstack.options`, specs in
+:mod:`pytest_orbstack.spec`, reporting in :mod:`pytest_orbstack.report`.  :class:`OrbState` is
+the per-process composition root (one per ``pytest.Config``), as pytest's ``Cache`` is for the
+cache provider.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -20,14 +25,18 @@ from typing import Any
 import pytest
 
 from pytest_orbstack import options
+from pytest_orbstack.cleanup import reap, spawn_watchdog
 from pytest_orbstack.coordination import SharedDir
 from pytest_orbstack.errors import ConfigError, OrbstackError
-from pytest_orbstack.lifecycle import MachineManager, RunContext, Settings, label_for, reap
+from pytest_orbstack.lifecycle import MachineManager, label_for
 from pytest_orbstack.machine import Machine
 from pytest_orbstack.orbctl import Orbctl
+from pytest_orbstack.policy import demand_unit, keep_after_use
 from pytest_orbstack.registry import Owner, Registry
 from pytest_orbstack.report import Recorder, failure_section, summary_lines, write_json
-from pytest_orbstack.spec import MachineSpec, build_spec, new_run_id
+from pytest_orbstack.retry import RetryPolicy
+from pytest_orbstack.settings import RunContext, Settings
+from pytest_orbstack.spec import MachineSpec, build_spec, marker_signature, new_run_id
 from pytest_orbstack.supply import SharedPool, Supply
 
 log = logging.getLogger("pytest_orbstack")
@@ -37,12 +46,10 @@ MACHINE_FIXTURES = frozenset(
      "orb_host", "orb_deploy"}
 )  # fmt: skip
 MARKER_DOC = (
-    "orbstack(image='debian:bookworm', isolation='session|module|function', arch=None, "
-    "user=None, user_data=None, deploy=None, name=None): the OrbStack machine `orb_vm` gives "
-    "this test (pytest-orbstack)"
+    f"{marker_signature()}: the OrbStack machine `orb_vm` gives this test (pytest-orbstack)"
 )
 
-spec_key = pytest.StashKey[MachineSpec]()
+item_spec_key = pytest.StashKey[MachineSpec]()
 machines_key = pytest.StashKey[list[Machine]]()
 state_key = pytest.StashKey["OrbState"]()
 
@@ -103,12 +110,12 @@ class OrbState:
 
     def supply(self) -> Supply:
         if self._supply is None:
-            self._supply = Supply(self.manager(), self.settings.pool_size)
+            workerinput = getattr(self.config, "workerinput", None) or {}
+            workers = int(workerinput.get("workercount", 1))
+            self._supply = Supply(self.manager(), self.settings.pool_size, workers)
         return self._supply
 
     def _start_watchdog(self) -> None:
-        from pytest_orbstack.lifecycle import spawn_watchdog
-
         assert self._manager is not None
         if os.environ.get("ORBSTACK_WATCHDOG", "1") == "0":
             return  # the start-up reaper of the next run still cleans up
@@ -120,10 +127,50 @@ class OrbState:
         self.run.shared.get_or_make("watchdog", start)
 
     def spec_for(self, item: pytest.Item) -> MachineSpec:
-        spec = item.stash.get(spec_key, None)
+        spec = item.stash.get(item_spec_key, None)
         if spec is None:
-            spec = item.stash[spec_key] = marker_spec(item, self.settings)
+            spec = item.stash[item_spec_key] = marker_spec(item, self.settings)
         return spec
+
+    def close(self, *, interrupted: bool) -> None:
+        """This process is done with machines: stop background work, remove what it holds, and
+        (xdist worker) hand its report to the controller."""
+        if self._supply is not None:
+            for error in self._supply.shutdown(interrupted=interrupted):
+                log.warning("pytest-orbstack: %s", error)
+        if self._manager is not None:
+            self._manager.finish_process()
+        if self.run.is_worker:
+            self.run.shared.write(
+                f"report-{self.run.worker}.json",
+                {**self.recorder.to_json(), "failed_machines": sorted(self.failed_machines)},
+            )
+
+    def finish_run(self) -> None:
+        """Controller / single process, after every worker closed: merge the workers' reports,
+        remove the run's shared machines and leftovers (keep policy aside), write the report."""
+        for fragment in self.run.shared.read_all("report-gw*.json"):
+            self.recorder.merge(fragment)
+            self.failed_machines.update(fragment.get("failed_machines", []))
+        if self.registry.of_run(self.run.run_id):
+            self.manager().finish_run(
+                failed=self.failed_machines, unclaimed=SharedPool(self.run.shared).leftovers()
+            )
+        if self.settings.report_path is not None:
+            write_json(
+                self.settings.report_path,
+                self.recorder,
+                {"run_id": self.run.run_id, "backend": self.settings.backend},
+            )
+
+    def reap_dead_runs(self) -> list[str]:
+        """Start-up reaper: delete machines of earlier runs whose owner died."""
+        registry = self.registry
+        if not self.settings.executable or not registry.reapable(exclude_run=self.run.run_id):
+            return []
+        client = Orbctl(self.settings.executable, timeout=self.settings.timeout)
+        policy = RetryPolicy.for_retries(self.settings.retries)
+        return reap(client, registry, policy, exclude_run=self.run.run_id)
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -154,11 +201,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     from pytest_orbstack import testinfra_backend
 
     testinfra_backend.forget_client_factory()
+    state = config.stash.get(state_key, None)
+    if state is not None and not state.run.is_worker:
+        # Every worker is gone: the run's lock files and handles are no longer needed.
+        shutil.rmtree(state.run.shared.path, ignore_errors=True)
 
 
 def _run_context(config: pytest.Config) -> RunContext:
+    """The run's identity: made by the controller (or single process), handed to xdist workers
+    through ``workerinput``.  The shared directory is the run's own temporary directory (not
+    pytest's base temp: it must exist before any fixture, and is removed at the run's end)."""
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
-    factory = config._tmp_path_factory  # type: ignore[attr-defined]
     if workerinput and "orbstack_run" in workerinput:
         info = workerinput["orbstack_run"]
         owner = Owner(pid=info["pid"], started=info["started"], host=info["host"])
@@ -168,12 +221,12 @@ def _run_context(config: pytest.Config) -> RunContext:
             owner=owner,
             shared=SharedDir(Path(info["shared"])),
         )
-    base: Path = factory.getbasetemp()
+    run_id = new_run_id()
     return RunContext(
-        run_id=new_run_id(),
+        run_id=run_id,
         worker="main",
         owner=Owner.current(),
-        shared=SharedDir(base / "orbstack"),
+        shared=SharedDir(Path(tempfile.mkdtemp(prefix=f"orbstack-{run_id}-"))),
     )
 
 
@@ -235,12 +288,13 @@ def pytest_collection_modifyitems(
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Warm-up: start templates, session machines and the pool as soon as demand is known."""
+    """Warm-up: start bases, templates, session machines and the pool as soon as demand is
+    known, in the order the tests will ask for them (the first test's machine first)."""
     state = session.config.stash.get(state_key, None)
     if state is None or session.config.option.collectonly:
         return
-    demand: dict[MachineSpec, set[str]] = {}
-    sessions: dict[MachineSpec, None] = {}
+    order: dict[MachineSpec, None] = {}  # specs by first use
+    fresh: dict[MachineSpec, set[str]] = {}  # units of fresh-machine demand
     for item in session.items:
         if "orb_vm" not in getattr(item, "fixturenames", ()):
             continue
@@ -248,16 +302,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             spec = state.spec_for(item)
         except ConfigError:
             return  # reported as a usage error by pytest_collection_modifyitems
-        if spec.isolation == "session":
-            sessions[spec] = None
-        else:
-            unit = item.nodeid if spec.isolation == "function" else str(item.path)
-            demand.setdefault(spec, set()).add(unit)
-    if not demand and not sessions:
+        order.setdefault(spec)
+        unit = demand_unit(spec.isolation, nodeid=item.nodeid, path=str(item.path))
+        if unit is not None:
+            fresh.setdefault(spec, set()).add(unit)
+    if not order:
         return
     if state.unavailable():
         return  # the tests will be skipped (or error with --orbstack-required)
-    state.supply().plan(((s, len(u)) for s, u in demand.items()), sessions)
+    state.supply().plan((spec, len(fresh[spec]) if spec in fresh else None) for spec in order)
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -292,12 +345,10 @@ class _Scope:
         return self.state.supply().take(spec, kind, label)
 
     def release_all(self) -> None:
-        keep_policy = self.state.settings.keep
         errors: list[str] = []
         for machine in [*self.machines.values(), *self.extra]:
-            keep = keep_policy == "always" or (
-                keep_policy == "on-failure" and machine.name in self.state.failed_machines
-            )
+            failed = machine.name in self.state.failed_machines
+            keep = keep_after_use(self.state.settings.keep, failed=failed)
             try:
                 self.state.supply().release(machine, keep=keep)
             except OrbstackError as exc:
@@ -447,6 +498,12 @@ def _served(state: OrbState, item: Any, machine: Machine, waited: float) -> None
 # -- reporting and teardown -------------------------------------------------------------------
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    if item.stash.get(machines_key, None):
+        item.config.stash[state_key].recorder.test_started()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -480,51 +537,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(state_key, None)
     if state is None:
         return
-    if state._supply is not None:
-        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        for error in state._supply.shutdown(interrupted=interrupted):
-            log.warning("pytest-orbstack: %s", error)
-    if state._manager is not None:
-        state._manager.finish_process()
-    shared = state.run.shared
-    if state.run.is_worker:
-        shared.write(
-            f"report-{state.run.worker}.json",
-            {**state.recorder.to_json(), "failed_machines": sorted(state.failed_machines)},
-        )
-        return
-    for fragment in shared.read_all("report-gw*.json"):
-        state.recorder.merge(fragment)
-        state.failed_machines.update(fragment.get("failed_machines", []))
-    _finish_run(state)
-    if state.settings.report_path is not None:
-        write_json(
-            state.settings.report_path,
-            state.recorder,
-            {"run_id": state.run.run_id, "backend": state.settings.backend},
-        )
-
-
-def _finish_run(state: OrbState) -> None:
-    """Controller / single process: the run's shared machines and leftovers go (keep aside)."""
-    if not state.registry.of_run(state.run.run_id):
-        return
-    state.manager().finish_run(
-        failed=state.failed_machines, unclaimed=SharedPool(state.run.shared).leftovers()
-    )
+    state.close(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+    if not state.run.is_worker:
+        state.finish_run()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Start-up reaper: delete machines of earlier runs whose owner died (controller only)."""
     state = session.config.stash.get(state_key, None)
-    if state is None or state.run.is_worker or not state.settings.executable:
+    if state is None or state.run.is_worker:
         return
-    registry = state.registry
-    if not registry.reapable(exclude_run=state.run.run_id):
-        return
+    state.recorder.run_started = time.time()
     try:
-        client = Orbctl(state.settings.executable, timeout=state.settings.timeout)
-        deleted = reap(client, registry, state.settings.policy(), exclude_run=state.run.run_id)
+        deleted = state.reap_dead_runs()
     except OrbstackError as exc:
         log.warning("pytest-orbstack: could not reap machines of dead runs: %s", exc)
         return

@@ -1,4 +1,5 @@
-"""The on-disk record of every machine this plugin created, and the reaper.
+"""The on-disk record of every machine this plugin created (read by the reaper in
+:mod:`pytest_orbstack.cleanup`).
 
 Ownership is never guessed from a name prefix: a machine is ours only if this registry holds a
 record for it, written *before* the machine was created.  A record names its owner - the pid,
@@ -41,8 +42,18 @@ class Owner:
 
     @classmethod
     def current(cls) -> Owner:
-        pid = os.getpid()
-        return cls(pid=pid, started=psutil.Process(pid).create_time(), host=socket.gethostname())
+        owner = cls.of_pid(os.getpid())
+        assert owner is not None
+        return owner
+
+    @classmethod
+    def of_pid(cls, pid: int) -> Owner | None:
+        """The live process ``pid`` as an owner, or ``None`` if there is no such process."""
+        try:
+            started = psutil.Process(pid).create_time()
+        except psutil.NoSuchProcess:
+            return None
+        return cls(pid=pid, started=started, host=socket.gethostname())
 
     def alive(self) -> bool:
         """True unless this owner is provably gone (only decidable on the same host)."""

@@ -28,6 +28,8 @@ class MachineStats:
     outcome: str = "in use"  # created | reused | deleted | kept | failed
     reused: bool = False
     error: str | None = None
+    #: The deploy file that provisions it (templates, provisioned session machines).
+    deploy: str | None = None
 
     @property
     def total(self) -> float:
@@ -35,10 +37,29 @@ class MachineStats:
 
 
 @dataclass
+class DeployStats:
+    """One deploy run from inside a test (``Machine.deploy``, ``assert_idempotent``,
+    ``orb_deploy``)."""
+
+    machine: str
+    target: str
+    seconds: float
+    ok: bool
+    changed: bool
+
+
+@dataclass
 class TestStats:
     nodeid: str
     machines: list[str] = field(default_factory=list)
+    #: Seconds the test waited for its machines (create or clone, start, ready; and whatever
+    #: those waited for: a template being provisioned, a clone source, a create slot).
     waited: float = 0.0
+    deploys: list[DeployStats] = field(default_factory=list)
+
+    @property
+    def deploy_seconds(self) -> float:
+        return sum(d.seconds for d in self.deploys)
 
 
 class Recorder:
@@ -46,11 +67,28 @@ class Recorder:
         self.machines: dict[str, MachineStats] = {}
         self.tests: dict[str, TestStats] = {}
         self.orbctl_calls: dict[str, int] = {}
+        #: Wall-clock times (``time.time()``, comparable across processes): when the run
+        #: started, and when the first test that uses a machine began its body.
+        self.run_started: float | None = None
+        self.first_test: float | None = None
 
-    def machine(self, name: str, image: str, isolation: str, kind: str) -> MachineStats:
+    def test_started(self) -> None:
+        if self.first_test is None:
+            self.first_test = time.time()
+
+    @property
+    def time_to_first_test(self) -> float | None:
+        if self.run_started is None or self.first_test is None:
+            return None
+        return max(0.0, self.first_test - self.run_started)
+
+    def machine(
+        self, name: str, image: str, isolation: str, kind: str, deploy: str | None = None
+    ) -> MachineStats:
         stats = self.machines.get(name)
         if stats is None:
-            stats = self.machines[name] = MachineStats(name, image, isolation, kind)
+            label = Path(deploy).name if deploy else None
+            stats = self.machines[name] = MachineStats(name, image, isolation, kind, deploy=label)
         return stats
 
     @contextmanager
@@ -63,12 +101,30 @@ class Recorder:
             if stats is not None:
                 stats.phases[phase] = stats.phases.get(phase, 0.0) + time.monotonic() - started
 
+    @contextmanager
+    def shared_phase(self, names: Sequence[str], phase: str) -> Iterator[None]:
+        """Time one step done for several machines at once (a batched delete): each gets an
+        equal share."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            share = (time.monotonic() - started) / max(1, len(names))
+            for name in names:
+                stats = self.machines.get(name)
+                if stats is not None:
+                    stats.phases[phase] = stats.phases.get(phase, 0.0) + share
+
     def served(self, name: str, nodeid: str, waited: float) -> None:
         if name in self.machines:
             self.machines[name].tests += 1
         test = self.tests.setdefault(nodeid, TestStats(nodeid))
         test.machines.append(name)
         test.waited += waited
+
+    def deployed(self, nodeid: str, deploy: DeployStats) -> None:
+        """A test ran a deploy (its time is the test's, not a machine's lifecycle)."""
+        self.tests.setdefault(nodeid, TestStats(nodeid)).deploys.append(deploy)
 
     def count_call(self, argv: Sequence[str], rc: int | None, seconds: float) -> None:
         cmd = argv[1] if len(argv) > 1 else "?"
@@ -83,8 +139,13 @@ class Recorder:
     def to_json(self) -> dict[str, Any]:
         return {
             "machines": [asdict(m) for m in self.machines.values()],
-            "tests": [asdict(t) for t in self.tests.values()],
+            "tests": [
+                {**asdict(t), "deploy_seconds": round(t.deploy_seconds, 3)}
+                for t in self.tests.values()
+            ],
             "orbctl_calls": self.orbctl_calls,
+            "first_test": self.first_test,
+            "time_to_first_test": self.time_to_first_test,
         }
 
     def merge(self, data: dict[str, Any]) -> None:
@@ -94,28 +155,35 @@ class Recorder:
                 self.machines[m["name"]] = MachineStats(**m)
                 continue
             mine.tests += m["tests"]
+            mine.reused = mine.reused or bool(m.get("reused"))
             for phase, secs in m["phases"].items():
                 mine.phases[phase] = mine.phases.get(phase, 0.0) + secs
             if m["outcome"] not in ("in use", "created"):
                 mine.outcome = m["outcome"]
         for t in data.get("tests", []):
-            self.tests.setdefault(t["nodeid"], TestStats(**t))
+            fields = {k: v for k, v in t.items() if k != "deploy_seconds"}  # derived
+            fields["deploys"] = [DeployStats(**d) for d in t.get("deploys", [])]
+            self.tests.setdefault(t["nodeid"], TestStats(**fields))
         for cmd, n in data.get("orbctl_calls", {}).items():
             self.orbctl_calls[cmd] = self.orbctl_calls.get(cmd, 0) + n
+        theirs = data.get("first_test")
+        if theirs is not None and (self.first_test is None or theirs < self.first_test):
+            self.first_test = float(theirs)
 
 
 def summary_lines(rec: Recorder, *, verbose: bool = False) -> list[str]:
     """The terminal summary table."""
     if not rec.machines:
         return []
-    header = ("machine", "image", "isolation", "tests", *PHASES, "outcome")
+    header = ("machine", "image", "isolation", "deploy", "tests", *PHASES, "outcome")
     rows: list[tuple[str, ...]] = [header]
     for m in sorted(rec.machines.values(), key=lambda m: m.name):
         rows.append(
             (
                 m.name,
                 m.image,
-                m.isolation if m.kind != "template" else "template",
+                m.kind if m.kind in ("base", "template", "replica") else m.isolation,
+                m.deploy or "-",
                 str(m.tests),
                 *(f"{m.phases[p]:.1f}" if p in m.phases else "-" for p in PHASES),
                 m.outcome + (" (reused)" if m.reused and m.outcome != "reused" else ""),
@@ -131,19 +199,28 @@ def summary_lines(rec: Recorder, *, verbose: bool = False) -> list[str]:
     deleted = sum(1 for m in rec.machines.values() if m.outcome == "deleted")
     total = sum(m.total for m in rec.machines.values())
     waits = [t.waited for t in rec.tests.values()]
+    deploys = [d for t in rec.tests.values() for d in t.deploys]
     lines.append(
         f"{len(rec.machines)} machine(s): {created} created, {reused} reused, {deleted} deleted; "
         f"{total:.1f}s spent in machine lifecycle; "
         f"tests waited {sum(waits):.1f}s for machines"
         + (f" (max {max(waits):.1f}s)" if waits else "")
+        + (
+            f"; {len(deploys)} deploy(s) in tests took {sum(d.seconds for d in deploys):.1f}s"
+            if deploys
+            else ""
+        )
     )
+    if rec.time_to_first_test is not None:
+        lines.append(f"time to first test: {rec.time_to_first_test:.1f}s")
     kept = [m for m in rec.machines.values() if m.outcome == "kept"]
     for m in kept:
         lines.append(f"kept {m.name}: log in with `orb -m {m.name}` or `ssh {m.name}@orb`")
     if verbose and rec.tests:
-        lines.append("per-test wait for machines (s):")
-        for t in sorted(rec.tests.values(), key=lambda t: -t.waited)[:20]:
-            lines.append(f"  {t.waited:7.2f}  {t.nodeid}")
+        lines.append("per test: waited for machines, deploys (s):")
+        busiest = sorted(rec.tests.values(), key=lambda t: -(t.waited + t.deploy_seconds))
+        for t in busiest[:20]:
+            lines.append(f"  {t.waited:7.2f}  {t.deploy_seconds:7.2f}  {t.nodeid}")
     return lines
 
 
@@ -167,6 +244,7 @@ def failure_section(name: str, facts: Iterable[str], commands: Iterable[str], lo
 
 __all__ = [
     "PHASES",
+    "DeployStats",
     "MachineStats",
     "Recorder",
     "TestStats",

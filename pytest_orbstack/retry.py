@@ -1,6 +1,6 @@
 """Retry policies for machine lifecycle calls (tenacity).
 
-Rules, from the reference's error catalogue and the seed project's mistakes:
+Rules, from the error catalogue (docs/orbctl-contract.md §9) and the seed project's mistakes:
 
 * only :class:`~pytest_orbstack.errors.TransientError` is retried, with exponential backoff,
   jitter and an overall deadline; permanent errors are raised after exactly one call;
@@ -32,7 +32,7 @@ from pytest_orbstack.errors import (
     StateError,
     TransientError,
 )
-from pytest_orbstack.orbctl import MachineInfo, Orbctl
+from pytest_orbstack.orbctl import CreateOptions, MachineInfo, Orbctl
 
 log = logging.getLogger("pytest_orbstack")
 
@@ -72,6 +72,11 @@ class RetryPolicy:
             raise ValueError(f"deadline must be positive, got {self.deadline}")
         if min(self.initial, self.maximum, self.jitter, self.poll_interval) < 0:
             raise ValueError("backoff figures must not be negative")
+
+    @classmethod
+    def for_retries(cls, retries: int) -> RetryPolicy:
+        """The default policy with ``retries`` retries (``--orbstack-retries``)."""
+        return cls(attempts=retries + 1)
 
     def retrying(
         self,
@@ -127,7 +132,8 @@ def wait_for_state(
     require_ip: bool = False,
 ) -> MachineInfo | None:
     """Poll ``info`` until the machine is in one of ``accept`` states (and has an IPv4 address
-    if ``require_ip``); return ``None`` if it disappears.
+    if ``require_ip`` and this orbctl reports addresses at all: OrbStack before mid-2025 never
+    does); return ``None`` if it disappears.
 
     Raises :class:`DeadlineExceeded` when it is still elsewhere at the deadline, and the
     :class:`~pytest_orbstack.errors.OrbctlError` of ``info`` for anything but not-found and
@@ -143,7 +149,8 @@ def wait_for_state(
         except (TransientError, OrbctlTimeoutError) as exc:
             log.debug("info %s while waiting: %s", name, exc)
         else:
-            if last.state in accept and (last.ip4 or not require_ip):
+            need_ip = require_ip and client.reports_addresses
+            if last.state in accept and (last.ip4 or not need_ip):
                 return last
             if last.state not in TRANSITIONAL and last.state not in accept and not require_ip:
                 # A stable state we did not ask for (e.g. stopped while waiting for running).
@@ -164,10 +171,8 @@ def create_machine(
     policy: RetryPolicy,
     image: str,
     name: str,
+    options: CreateOptions | None = None,
     *,
-    arch: str | None = None,
-    user: str | None = None,
-    user_data: str | None = None,
     timeout: float | None = None,
 ) -> MachineInfo:
     """Create ``name`` and return its info once it is running.
@@ -182,9 +187,7 @@ def create_machine(
         policy,
         f"create {name}",
         name,
-        lambda: client.create(
-            image, name, arch=arch, user=user, user_data=user_data, timeout=timeout
-        ),
+        lambda: client.create(image, name, options, timeout=timeout),
         final={"running"},
     )
 

@@ -12,15 +12,27 @@ import json
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pytest_orbstack.errors import ConfigError
+from pytest_orbstack.orbctl import CreateOptions
 
 ISOLATIONS = ("session", "module", "function")
-MARKER_KEYS = ("image", "isolation", "arch", "user", "user_data", "deploy", "name")
-#: CLI distro tokens OrbStack accepts (orbctl-reference.md section 5).
+#: The marker's (and the factory's) keyword arguments, with what their defaults mean: the one
+#: list the marker's validation and its ``--markers`` help are made from.
+MARKER_ARGS: dict[str, str] = {
+    "image": "'debian:bookworm'",
+    "isolation": "'session|module|function'",
+    "arch": "None",
+    "user": "None",
+    "user_data": "None",
+    "deploy": "None",
+    "name": "None",
+}
+MARKER_KEYS = tuple(MARKER_ARGS)
+#: CLI distro tokens OrbStack accepts (docs/orbctl-contract.md §5).
 DISTROS = (
     "alma", "alpine", "arch", "centos", "debian", "devuan", "fedora", "gentoo", "kali",
     "nixos", "openeuler", "opensuse", "oracle", "rocky", "ubuntu", "void",
@@ -76,6 +88,16 @@ class MachineSpec:
         """Stable key of this spec's identity (not its contents): finds stale reused machines."""
         return _digest(self.identity())[:10]
 
+    def pristine(self) -> MachineSpec:
+        """The spec of this machine's base: what ``create`` makes, before any deploy."""
+        return MachineSpec(
+            image=self.image, arch=self.arch, user=self.user, user_data=self.user_data
+        )
+
+    def create_options(self) -> CreateOptions:
+        """The ``orbctl create`` flags this spec needs."""
+        return CreateOptions(arch=self.arch, user=self.user, user_data=self.user_data)
+
     def describe(self) -> str:
         parts = [self.image]
         if self.arch:
@@ -86,8 +108,10 @@ class MachineSpec:
             parts.append(f"deploy={Path(self.deploy).name}")
         return " ".join(parts)
 
-    def with_isolation(self, isolation: str) -> MachineSpec:
-        return replace(self, isolation=isolation)
+
+def marker_signature() -> str:
+    """``orbstack(image='debian:bookworm', isolation=..., ...)`` for ``pytest --markers``."""
+    return "orbstack(" + ", ".join(f"{k}={v}" for k, v in MARKER_ARGS.items()) + ")"
 
 
 def _digest(data: Mapping[str, Any]) -> str:

@@ -33,9 +33,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from pytest_orbstack.coordination import SharedDir
 from pytest_orbstack.lifecycle import MachineManager
 from pytest_orbstack.machine import Machine
+from pytest_orbstack.policy import (
+    AUTO_MAX_DEPTH,
+    INITIAL_DEPTH,
+    auto_pool_depth,
+    claim_wait,
+    clone_fan_out,
+    machines_in_memory,
+    pool_room,
+    supply_threads,
+)
 from pytest_orbstack.spec import MachineSpec
 
 log = logging.getLogger("pytest_orbstack")
@@ -43,7 +55,8 @@ log = logging.getLogger("pytest_orbstack")
 BATCH_WINDOW = 0.25  # seconds a queued delete waits for company
 
 
-def spec_key(spec: MachineSpec) -> str:
+def pool_key(spec: MachineSpec) -> str:
+    """The pool a fresh machine of ``spec`` is drawn from (isolation, identity and base)."""
     return f"{spec.isolation[0]}{spec.slot()}-{spec.base_hash()[:6]}"
 
 
@@ -88,6 +101,11 @@ class SharedPool:
             if data is not None:
                 data["in_flight"] = max(0, data.get("in_flight", 0) - 1)
                 self._store(key, data)
+
+    def remaining(self, key: str) -> int:
+        """Units of demand nobody has reserved yet."""
+        data = self._read(key)
+        return int(data["remaining"]) if data else 0
 
     def in_flight(self, key: str) -> int:
         data = self._read(key)
@@ -183,16 +201,54 @@ class _Deleter:
             self.thread = None
 
 
-class Supply:
-    """Background supply of fresh machines for one process (see the module docstring)."""
+class _Pace:
+    """What this process measures for the automatic pool depth: how long a fresh machine takes
+    to prepare, and how often a test asks for one (exponential moving averages)."""
 
-    def __init__(self, manager: MachineManager, pool_size: int) -> None:
+    WEIGHT = 0.3
+
+    def __init__(self) -> None:
+        self.prepare: float | None = None
+        self.interval: float | None = None
+        self._last_take: float | None = None
+        self._lock = threading.Lock()
+
+    def prepared(self, seconds: float) -> None:
+        with self._lock:
+            self.prepare = self._mix(self.prepare, seconds)
+
+    def taken(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._last_take is not None:
+                self.interval = self._mix(self.interval, now - self._last_take)
+            self._last_take = now
+
+    def _mix(self, old: float | None, new: float) -> float:
+        return new if old is None else old + self.WEIGHT * (new - old)
+
+
+class Supply:
+    """Background supply of fresh machines for one process (see the module docstring).
+
+    ``pool_size``: machines kept in preparation per spec; ``None`` sizes it by Little's law
+    from this process's measured preparation and test times
+    (:func:`~pytest_orbstack.policy.auto_pool_depth`).  ``workers``: processes drawing on the
+    run's pools (xdist workers), for the clone fan-out.
+    """
+
+    def __init__(self, manager: MachineManager, pool_size: int | None, workers: int = 1) -> None:
         self.manager = manager
         self.background = manager.sibling()  # its client can be aborted on Ctrl-C
         self.pool_size = pool_size
         self.pool = SharedPool(manager.run.shared)
+        self.pace = _Pace()
+        self.memory_cap = machines_in_memory(psutil.virtual_memory().available, workers)
+        most = pool_size if pool_size is not None else AUTO_MAX_DEPTH
+        preparers = workers * (pool_size if pool_size is not None else INITIAL_DEPTH)
+        manager.fan_out = self.background.fan_out = clone_fan_out(preparers)
         self._executor = ThreadPoolExecutor(
-            max_workers=max(2, pool_size * 2), thread_name_prefix="orbstack-supply"
+            max_workers=supply_threads(most), thread_name_prefix="orbstack-supply"
         )
         self._lock = threading.Lock()
         self._prepared: dict[str, list[_Prepared]] = {}  # in preparation, by spec key
@@ -203,23 +259,22 @@ class Supply:
 
     # -- warm-up -------------------------------------------------------------------------
 
-    def plan(
-        self, demand: Iterable[tuple[MachineSpec, int]], sessions: Iterable[MachineSpec]
-    ) -> None:
-        """After collection: count demand, start templates/session machines and the pool."""
-        for spec in sessions:
-            self._warm.append(self._executor.submit(self._quiet, self.background.session, spec))
-        for spec, count in demand:
+    def plan(self, needs: Iterable[tuple[MachineSpec, int | None]]) -> None:
+        """After collection, in the order the tests will ask: ``(spec, count)`` for fresh
+        machines (count demand, start the pool, or at least the base/template), ``(spec,
+        None)`` for a session machine (start making it)."""
+        for spec, count in needs:
+            if count is None:
+                self._warm.append(self._executor.submit(self._quiet, self.background.session, spec))
+                continue
             if count <= 0:
                 continue
-            key = spec_key(spec)
-            self.pool.init_demand(key, count)
-            if self.pool_size > 0:
+            self.pool.init_demand(pool_key(spec), count)
+            if self.pool_size != 0:
                 self._refill(spec, "function" if spec.isolation == "function" else "module")
-            elif spec.deploy:
-                self._warm.append(
-                    self._executor.submit(self._quiet, self.background.template, spec)
-                )
+            else:
+                origin = self.background.template if spec.deploy else self.background.base
+                self._warm.append(self._executor.submit(self._quiet, origin, spec))
 
     @staticmethod
     def _quiet(fn: Callable[[MachineSpec], object], spec: MachineSpec) -> object:
@@ -236,23 +291,40 @@ class Supply:
     def take(self, spec: MachineSpec, kind: str, label: str) -> Machine:
         """A ready fresh machine for ``spec``: a pooled one if any is ready or on its way
         (prepared by any worker), else one made now."""
-        key = spec_key(spec)
-        if self.pool_size > 0 and not self._closed:
+        key = pool_key(spec)
+        self.pace.taken()
+        if self.pool_size != 0 and not self._closed:
             machine = self._from_pool(spec, key)
             if machine is not None:
                 self._refill(spec, kind)
                 return machine
         else:
             self.pool.reserve(key)  # count this one against the remaining demand
+        started = time.monotonic()
         machine = self.manager.fresh(spec, kind=kind, label=label)
-        if self.pool_size > 0:
+        self.pace.prepared(time.monotonic() - started)
+        if self.pool_size != 0:
             self._refill(spec, kind)
         return machine
+
+    def depth(self, key: str) -> int:
+        """How many machines of pool ``key`` this process keeps in preparation now."""
+        if self.pool_size is not None:
+            return self.pool_size
+        if self.pace.prepare is None or self.pace.interval is None:
+            return INITIAL_DEPTH  # nothing measured yet
+        return auto_pool_depth(
+            self.pace.prepare,
+            self.pace.interval,
+            remaining=self.pool.remaining(key) + self.pool.in_flight(key),
+            max_creates=self.manager.settings.max_creates,
+            memory_cap=min(self.memory_cap, AUTO_MAX_DEPTH),
+        )
 
     def _from_pool(self, spec: MachineSpec, key: str) -> Machine | None:
         """Claim a prepared machine, waiting for ones in preparation.  ``None`` means: make
         one now (a unit of demand has then been reserved for it, if any was left)."""
-        limit = time.monotonic() + self.manager.policy.deadline * 2
+        limit = time.monotonic() + claim_wait(self.manager.policy.deadline)
         while time.monotonic() < limit:
             name = self.pool.claim(key)
             if name is not None:
@@ -296,13 +368,13 @@ class Supply:
     # -- background preparation ----------------------------------------------------------
 
     def _refill(self, spec: MachineSpec, kind: str) -> None:
-        key = spec_key(spec)
+        key = pool_key(spec)
         with self._lock:
             prepared = self._prepared.setdefault(key, [])
             prepared[:] = [p for p in prepared if not p.future.done() or p.future.exception()]
             in_flight = sum(1 for p in prepared if not p.future.done())
-            room = self.pool_size - in_flight - self._ready_here(key)
-            for _ in range(max(0, room)):
+            room = pool_room(self.depth(key), in_flight=in_flight, ready=self._ready_here(key))
+            for _ in range(room):
                 if self._closed or not self.pool.reserve(key, ahead=True):
                     break
                 future = self._executor.submit(self._prepare, spec, kind, key)
@@ -312,11 +384,13 @@ class Supply:
         return sum(1 for k, _ in self._made.values() if k == key)
 
     def _prepare(self, spec: MachineSpec, kind: str, key: str) -> Machine:
+        started = time.monotonic()
         try:
             machine = self.background.fresh(spec, kind=kind, label="pool")
         except BaseException:
             self.pool.settle(key)
             raise
+        self.pace.prepared(time.monotonic() - started)
         self.background.forget_owned(machine.name)  # the supply answers for it until claimed
         with self._lock:
             self._made[machine.name] = (key, spec)
@@ -359,4 +433,4 @@ class Supply:
         return list(self._deleter.errors)
 
 
-__all__ = ["SharedPool", "Supply", "spec_key"]
+__all__ = ["SharedPool", "Supply", "pool_key"]

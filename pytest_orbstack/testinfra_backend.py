@@ -1,18 +1,11 @@
-"""testinfra support: the ``orb`` backend, ``host_for(machine)`` and the ``orb://`` host spec.
+"""testinfra support: ``host_for(machine)``, the ``orb://`` host spec and its registration.
 
-pytest-testinfra is an optional extra (``pytest-orbstack[testinfra]``).  Importing this module
-never imports testinfra: the backend class is built the first time it is needed (by
-:func:`register_orb_backend`, :func:`host_for`, or an attribute lookup of ``OrbBackend``), so the
-plugin can import this module whether or not testinfra is installed.  Using the feature without
-testinfra raises :class:`MissingTestinfraError`, which names the extra to install.
-
-Commands go through the project's one ``orbctl`` client, :class:`~pytest_orbstack.orbctl.Orbctl`:
-testinfra hands the backend a command *string* (its arguments already quoted with
-``shlex.quote``, and wrapped in ``sudo [-u USER] /bin/sh -c ...`` by ``get_command`` when sudo is
-on); the backend runs it as the argv ``["/bin/sh", "-c", command]`` with
-``orbctl run -m NAME [-u USER] -w ""``.  OrbStack quotes each argv element for the login shell,
-so the command string reaches ``/bin/sh`` byte for byte and only that shell interprets it - the
-same contract as testinfra's ``docker exec NAME /bin/sh -c CMD``.
+pytest-testinfra is an optional extra (``pytest-orbstack[testinfra]``).  This module never
+imports testinfra at import time, so the plugin can load it whether or not testinfra is
+installed; the backend itself, :class:`pytest_orbstack.testinfra_orb.OrbBackend`, is found by its
+class path in testinfra's ``BACKENDS`` table, as testinfra's own backends are, and imported only
+when an ``orb://`` host is used.  Using the feature without testinfra raises
+:class:`MissingTestinfraError`, which names the extra to install.
 
 Host specifications: ``orb://NAME``, ``orb://USER@NAME`` (``USER`` becomes ``orbctl run -u``),
 plus testinfra's usual query parameters ``?sudo=true&sudo_user=USER`` and ``?timeout=SECONDS``
@@ -26,13 +19,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
-import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from pytest_orbstack.errors import ConfigError, MachineNotFoundError, OrbstackError
-from pytest_orbstack.orbctl import CompletedCall, Orbctl, resolve_executable
+from pytest_orbstack.errors import ConfigError, OrbstackError
+from pytest_orbstack.orbctl import Orbctl, resolve_executable
 
 if TYPE_CHECKING:
     from pytest_orbstack.machine import Machine
@@ -41,15 +33,11 @@ log = logging.getLogger("pytest_orbstack")
 
 #: The URL scheme and testinfra connection name: ``--hosts=orb://NAME``, ``connection="orb"``.
 BACKEND_NAME = "orb"
-#: What :func:`register_orb_backend` stores in ``testinfra.backend.BACKENDS``.
-BACKEND_CLASSPATH = f"{__name__}.OrbBackend"
+#: What :func:`register_orb_backend` stores in ``testinfra.backend.BACKENDS``: the backend
+#: lives in its own module, which imports testinfra and is imported only when used.
+BACKEND_CLASSPATH = "pytest_orbstack.testinfra_orb.OrbBackend"
 #: The optional dependency that provides testinfra.
 EXTRA = "pytest-orbstack[testinfra]"
-#: The shell that runs testinfra's command strings (the same one testinfra's sudo wrapper uses).
-SHELL = "/bin/sh"
-
-_lock = threading.Lock()
-_backend_class: type[Any] | None = None
 _client_factory: Callable[[], Orbctl] | None = None
 
 
@@ -159,121 +147,11 @@ def host_for(
 
 
 def backend_class() -> type[Any]:
-    """The ``OrbBackend`` class (a ``testinfra.backend.base.BaseBackend``); imports testinfra."""
-    global _backend_class
-    with _lock:
-        if _backend_class is None:
-            base = _import_testinfra("testinfra.backend.base", "the orb testinfra backend")
-            _backend_class = _define_backend(base.BaseBackend)
-        return _backend_class
-
-
-def __getattr__(name: str) -> Any:
-    # ``testinfra.backend.get_backend_class`` resolves BACKEND_CLASSPATH with getattr().
-    if name == "OrbBackend":
-        return backend_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _define_backend(base: Any) -> type[Any]:
-    class OrbBackend(base):  # type: ignore[misc]
-        """Run testinfra commands in an OrbStack machine with ``orbctl run``."""
-
-        NAME = BACKEND_NAME
-
-        def __init__(
-            self,
-            hostspec: str,
-            *args: Any,
-            orbctl: Orbctl | None = None,
-            machine: Machine | None = None,
-            timeout: float | str | None = None,
-            **kwargs: Any,
-        ) -> None:
-            name, user = self.parse_containerspec(hostspec or "")
-            if not name or name.startswith("-"):
-                raise ConfigError(
-                    f"orb testinfra host {hostspec!r}: expected orb://[user@]NAME "
-                    "with the name of an OrbStack machine"
-                )
-            self.name: str = name
-            self.user: str | None = user or None
-            self.timeout: float | None = float(timeout) if timeout not in (None, "") else None
-            self._orbctl = orbctl
-            self._machine = machine
-            # A Machine handle is known to exist; a host spec is checked on its first failure.
-            self._verified = machine is not None
-            # testinfra passes every option it has (connection, ssh_config, ...): the base
-            # class takes sudo/sudo_user and ignores the rest, as for its own backends.
-            super().__init__(name, *args, **kwargs)
-
-        @classmethod
-        def get_hosts(cls, host: str | None, **kwargs: Any) -> list[str]:
-            if not host:
-                raise ConfigError(
-                    "the orb testinfra backend needs a machine: --hosts=orb://[user@]NAME"
-                )
-            return [host]
-
-        def get_pytest_id(self) -> str:
-            user = f"{self.user}@" if self.user else ""
-            return f"{BACKEND_NAME}://{user}{self.name}"
-
-        @property
-        def orbctl(self) -> Orbctl:
-            if self._orbctl is None:
-                self._orbctl = default_client()
-            return self._orbctl
-
-        def run(self, command: str, *args: str, **kwargs: Any) -> Any:
-            cmd: str = self.get_command(command, *args)
-            argv = [SHELL, "-c", cmd]
-            call = self.orbctl.run(
-                self.name, argv, user=self.user, workdir="", timeout=self.timeout
-            )
-            if call.returncode != 0 and not self._verified:
-                self._verify(call)
-            self._record(argv, call)
-            return self.result(call.returncode, self.encode(cmd), call.stdout, call.stderr)
-
-        def _verify(self, call: CompletedCall) -> None:
-            # Without a PTY, orbctl reports "no such machine" as exit 1 with no output, just like
-            # a command that failed: ask once, so a wrong --hosts says so instead of "rc=1".
-            if call.returncode == 1 and not call.stdout and not call.stderr.strip():
-                try:
-                    self.orbctl.info(self.name)
-                except MachineNotFoundError as exc:
-                    raise MachineNotFoundError(
-                        exc.argv,
-                        exc.returncode,
-                        exc.stderr,
-                        exc.stdout,
-                        message=f"testinfra host {self.get_pytest_id()}: no such machine",
-                    ) from exc
-            self._verified = True
-
-        def _record(self, argv: list[str], call: CompletedCall) -> None:
-            machine = self._machine
-            if machine is None:
-                return
-            from pytest_orbstack.machine import RunResult
-
-            result = RunResult(
-                machine=self.name,
-                argv=argv,
-                returncode=call.returncode,
-                stdout=call.stdout.decode(errors="replace"),
-                stderr=call.stderr.decode(errors="replace"),
-                duration=call.duration,
-                user=self.user,
-            )
-            machine.history.append(result)
-            if machine.on_run is not None:
-                machine.on_run(result)
-
-    OrbBackend.__module__ = __name__
-    OrbBackend.__qualname__ = "OrbBackend"
-    return OrbBackend
+    """The ``OrbBackend`` class, imported by its class path as testinfra does (this imports
+    testinfra; without it, :class:`MissingTestinfraError`)."""
+    module, _, name = BACKEND_CLASSPATH.rpartition(".")
+    cls: type[Any] = getattr(_import_testinfra(module, "the orb testinfra backend"), name)
+    return cls
 
 
 __all__ = [

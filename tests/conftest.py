@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from pytest_orbstack.machine import Machine
-from pytest_orbstack.orbctl import Orbctl
+from pytest_orbstack.orbctl import CreateOptions, Orbctl
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "tests.conformance.plugin"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -132,7 +132,7 @@ def new_machine(sim_home: SimHome) -> Iterator[Callable[..., str]]:
 
     def make(image: str = "debian:bookworm", **kwargs: str) -> str:
         name = sim_home.unique_name()
-        client.create(image, name, **kwargs)  # type: ignore[arg-type]
+        client.create(image, name, CreateOptions(**kwargs))
         made.append(name)
         return name
 

@@ -12,9 +12,13 @@ from pathlib import Path
 
 from pytest_orbstack.machine import Machine
 
-#: The deploy every fresh machine is provisioned with (set by bench/fresh_machines.py).
-DEPLOY = os.environ.get(
-    "BENCH_DEPLOY", str(Path(__file__).resolve().parents[2] / "examples/deploys/webapp.py")
+#: The deploy every fresh machine is provisioned with (set by bench/fresh_machines.py; empty:
+#: fresh machines without a deploy).
+DEPLOY = (
+    os.environ.get(
+        "BENCH_DEPLOY", str(Path(__file__).resolve().parents[2] / "examples/deploys/webapp.py")
+    )
+    or None
 )
 #: Tests per suite (parametrised).
 TESTS = int(os.environ.get("BENCH_TESTS", "16"))
@@ -39,6 +43,9 @@ def timed_body() -> Iterator[None]:
 def check_provisioned(vm: Machine, i: int) -> None:
     """The body of test ``i``: the role's results are there, and the test changes its machine
     (which is why each test needs a fresh one)."""
+    if DEPLOY is None:
+        check_fresh(vm, i)
+        return
     with timed_body():
         assert vm.run(["id", "-u", "webapp"]).ok
         stat = vm.run(["stat", "-c", "%a %U %G", "/etc/webapp/webapp.conf"], user="root")
@@ -51,3 +58,11 @@ def check_provisioned(vm: Machine, i: int) -> None:
             user="root",
             check=True,
         )
+
+
+def check_fresh(vm: Machine, i: int) -> None:
+    """The body of test ``i`` without a deploy: the machine is new, and the test changes it."""
+    with timed_body():
+        marker = "/var/tmp/bench-marker"
+        vm.run(f"test ! -e {marker} && echo {i} > {marker}", user="root", check=True)
+        assert vm.run(["cat", marker]).stdout == f"{i}\n"

@@ -50,13 +50,20 @@ def test_fresh_machines_short() -> None:
     out = run_bench("fresh_machines.py")
     assert re.search(r"pipelined bound \(-n 2\) = create .* = \d+\.\d+s", out), out
     for pattern in (
-        r"ratio: baseline / ours serial \(pool 0\) = ",
-        r"ratio: baseline / ours -n 2 \(pool 0\) = ",
-        r"ratio: ours -n 2 \(pool 0\) / pipelined bound = ",
+        r"ratio: baseline / ours serial \(pool auto\) = ",
+        r"ratio: baseline / ours -n 2 \(pool auto\) = ",
+        r"ratio: ours -n 2 \(pool auto\) / pipelined bound = ",
     ):
         assert any(re.match(pattern, line) for line in ratio_lines(out)), (pattern, out)
-    # pool 2 is measured when the plugin accepts --orbstack-pool-size, else said to be skipped
-    assert "(pool 2) / pipelined bound = " in out or "--orbstack-pool-size=2 is not accepted" in out
+    assert re.search(r"orbctl calls per fresh machine, -n 2 \(pool auto\): \d+\.\d+", out), out
+
+
+@pytest.mark.usefixtures("sim")
+def test_warm_run_short() -> None:
+    out = run_bench("warm_run.py")
+    # behaviour, not time: a warm run with --orbstack-reuse creates nothing
+    assert "creates per spec, -n 2: cold 1, warm 0" in out, out
+    assert re.search(r"ratio: warm time to first test / .* = \d+\.\d+x", out), out
 
 
 @pytest.mark.usefixtures("sim")

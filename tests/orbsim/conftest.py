@@ -36,6 +36,7 @@ FAULT_VARS = (
     "ORBSIM_PERMANENT",
     "ORBSIM_SEED",
     "ORBSIM_FAULTS_OFF",
+    "ORBSIM_KILLED_CREATE",
     "ORBSIM_DEFAULT_USER",
 )
 LAUNCHER = "#!{python}\nimport sys\nfrom orbsim.cli import main\nsys.exit(main())\n"

@@ -1,4 +1,4 @@
-"""Output fidelity of the simulator against orbctl-reference §1-§6 and §9."""
+"""Output fidelity of the simulator against docs/orbctl-contract.md §1-§6 and §9."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_empty_list_and_status(fresh_sim: Sim) -> None:
     assert res.stdout == "[]\n"
     res = fresh_sim.ok("list")
     assert res.stdout == ""
-    assert "create to create a machine." in res.stderr
+    assert res.stderr == '\nUse "orbsim create" to create a machine.\n'
     assert fresh_sim.ok("list", "-q").stdout == ""
     res = fresh_sim("status")
     assert (res.returncode, res.stdout) == (0, "Running\n")

@@ -102,3 +102,45 @@ def test_detach_machine_appears_later(fresh_sim: Sim, mode: str) -> None:
     assert sim.ok("run", "-m", "d1", "hostname").stdout == "d1\n"
     ops = [o for o in sim.ops() if o["cmd"] == "create" and o["fault"] == "detach"]
     assert len(ops) == 1 and ops[0]["completed"] is True
+
+
+@pytest.mark.parametrize("mode", ["continue", "discard"])
+def test_killed_create(fresh_sim: Sim, mode: str) -> None:
+    """By default (as on OrbStack) a create whose client is killed goes on in its server;
+    ``ORBSIM_KILLED_CREATE=discard`` is the old behaviour: the half-made machine is removed."""
+    sim = fresh_sim
+    env = {"ORBSIM_LATENCY": "create=3"}
+    if mode == "discard":
+        env["ORBSIM_KILLED_CREATE"] = "discard"
+    with pytest.raises(subprocess.TimeoutExpired):
+        sim("create", "debian", "kc", env=env, timeout=1)
+    if mode == "discard":
+        assert sim.state("kc") is None
+        assert sim("create", "debian", "kc").returncode == 0
+        return
+    assert sim.state("kc") == "creating"
+    res = sim("create", "debian", "kc")
+    assert res.stderr == "[-32098] create 'kc': machine already exists: 'kc'\n"
+    assert sim.wait_state("kc", "running", 60) == "running"
+    (op,) = [o for o in sim.ops() if o["cmd"] == "create" and o.get("server")]
+    assert (op["rc"], op["completed"]) == (None, True)
+
+
+def test_realistic_latency_preset(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orbsim import faults
+
+    for var in ("ORBSIM_LATENCY_SCALE", "ORBSIM_FAULTS_OFF"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ORBSIM_LATENCY", "realistic")
+    assert {c: faults.latency(c) for c in faults.REALISTIC_LATENCY} == faults.REALISTIC_LATENCY
+    assert faults.REALISTIC_LATENCY["create"] >= 10  # tens of seconds on a Mac, not 0.2
+    monkeypatch.setenv("ORBSIM_LATENCY", "realistic,create=40")
+    assert (faults.latency("create"), faults.latency("clone")) == (40.0, 0.5)
+    monkeypatch.setenv("ORBSIM_LATENCY_SCALE", "0.1")
+    assert faults.latency("start") == pytest.approx(0.15)
+
+
+def test_create_failure_is_one_line_with_the_create_prefix(fresh_sim: Sim) -> None:
+    res = fresh_sim("create", "debian", "p1", env={"ORBSIM_FAIL": "create=1",
+                                                    "ORBSIM_FAIL_KINDS": "nostart"})  # fmt: skip
+    assert res.stderr == "[-32098] create 'p1': start: machine did not start: p1 - stopped\n"

@@ -7,6 +7,7 @@ so creates and deletes can be counted exactly from the simulator's operation log
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,19 @@ class OrbEnv:
     def count(self, cmd: str) -> int:
         return self.sim.count(cmd)
 
+    def made(self) -> Counter[str]:
+        """Machines this home made, by how and for what: ``create``, and clones by the role
+        their name gives (``fresh``, ``replica``, ``template``, ``session``, ``reuse``)."""
+        made: Counter[str] = Counter()
+        for op in self.sim.ops():
+            if op.get("rc") != 0:
+                continue
+            if op.get("cmd") == "create":
+                made["create"] += 1
+            elif op.get("cmd") == "clone":
+                made[_role(str(op["args"][-1]))] += 1
+        return made
+
     def wait_until_empty(self, timeout: float = 60) -> list[str]:
         deadline = time.monotonic() + timeout
         names = self.names()
@@ -46,6 +60,14 @@ class OrbEnv:
             time.sleep(0.5)
             names = self.names()
         return names
+
+
+def _role(name: str) -> str:
+    for part, role in (("-rep-", "replica"), ("-tpl-", "template"), ("-s-", "session"),
+                       ("-reuse-", "reuse"), ("-base-", "base")):  # fmt: skip
+        if part in f"{name}-":
+            return role
+    return "fresh"
 
 
 @pytest.fixture

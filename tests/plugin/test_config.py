@@ -149,7 +149,7 @@ def test_class_and_module_markers_merge(pytester: pytest.Pytester) -> None:
         (["--orbstack-max-creates=two"], "must be a whole number"),
         (["--orbstack-timeout=0"], "must be a positive, finite number of seconds"),
         (["--orbstack-image=debian:"], "is not an image string"),
-        (["--orbstack-pool-size=x"], "must be a whole number"),
+        (["--orbstack-pool-size=x"], "must be auto or a whole number"),
     ],
 )
 def test_bad_option_values(pytester: pytest.Pytester, args: list[str], expected: str) -> None:

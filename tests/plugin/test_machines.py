@@ -38,7 +38,8 @@ def test_function_isolation_gives_each_test_a_fresh_machine(
     )
     result = run(pytester)
     result.assert_outcomes(passed=2)
-    assert orb_env.count("create") == 2
+    made = orb_env.made()
+    assert (made["create"], made["fresh"]) == (1, 2)  # one base, a clone of it per test
     assert orb_env.count("delete") >= 1
     assert orb_env.names() == []
 
@@ -103,7 +104,8 @@ def test_session_machine_shared_by_all_xdist_workers(
     workers_seen = {p.name.split("-")[0] for p in out.iterdir()}
     assert len(names) == 1, names
     assert len(workers_seen) >= 2  # really shared across processes
-    assert orb_env.count("create") == 1
+    made = orb_env.made()
+    assert (made["create"], made["session"]) == (1, 1)  # the base, and one clone of it
     deletes = [op for op in orb_env.sim.ops() if op.get("cmd") == "delete" and op.get("rc") == 0]
     assert len(deletes) == 1
     assert orb_env.names() == []
@@ -124,7 +126,8 @@ def test_module_isolation_one_machine_per_module(
         """
     pytester.makepyfile(test_m1=body, test_m2=body)
     run(pytester).assert_outcomes(passed=4)
-    assert orb_env.count("create") == 2
+    made = orb_env.made()
+    assert (made["create"], made["fresh"]) == (1, 2)
     assert orb_env.names() == []
 
 
@@ -144,7 +147,8 @@ def test_factory_machines_are_cleaned_up(pytester: pytest.Pytester, orb_env: Orb
         """
     )
     run(pytester).assert_outcomes(passed=1)
-    assert orb_env.count("create") == 2
+    made = orb_env.made()
+    assert (made["create"], made["fresh"]) == (2, 2)  # one base per image and user
     assert orb_env.names() == []
 
 
@@ -192,19 +196,24 @@ def test_summary_and_json_report(pytester: pytest.Pytester, orb_env: OrbEnv) -> 
     result.stdout.fnmatch_lines(
         [
             "*orbstack machines*",
-            "machine*image*isolation*tests*create*delete*outcome*",
+            "machine*image*isolation*deploy*tests*create*delete*outcome*",
+            "*-base-*debian:bookworm*base*0*deleted*",
             "*debian:bookworm*function*1*deleted*",
             "*debian:bookworm*session*1*deleted*",
-            "2 machine(s): 2 created, 0 reused, 2 deleted*",
+            "3 machine(s): 3 created, 0 reused, 3 deleted*",
+            "time to first test: *s",
         ]
     )
     data = json.loads(report.read_text())
-    by_iso = {m["isolation"]: m for m in data["machines"]}
-    assert set(by_iso) == {"function", "session"}
+    by_kind = {m["kind"]: m for m in data["machines"]}
+    assert set(by_kind) == {"base", "function", "session"}
     assert all(m["outcome"] == "deleted" for m in data["machines"])
-    assert all(m["phases"]["create"] > 0 for m in data["machines"])
+    assert by_kind["base"]["phases"]["create"] > 0  # the one create; the others are clones
+    assert by_kind["function"]["phases"]["clone"] > 0
+    assert by_kind["session"]["phases"]["clone"] > 0
     assert {t["nodeid"].split("::")[-1] for t in data["tests"]} == {"test_a", "test_b"}
-    assert data["orbctl_calls"]["create"] == 2
+    assert data["orbctl_calls"]["create"] == 1
+    assert 0 < data["time_to_first_test"] < 300
 
 
 def test_reuse_adopts_matching_and_replaces_stale(
@@ -221,16 +230,22 @@ def test_reuse_adopts_matching_and_replaces_stale(
         """
     )
     run(pytester, "--orbstack-reuse").assert_outcomes(passed=1)
-    [first] = orb_env.names()
+    first = orb_env.names()
+    assert len(first) == 2  # the session machine and its base, both kept for the next run
     assert orb_env.count("create") == 1
     run(pytester, "--orbstack-reuse").assert_outcomes(passed=1)
-    assert orb_env.names() == [first]
+    assert orb_env.names() == first
     assert orb_env.count("create") == 1  # adopted, not created again
+    assert orb_env.made()["reuse"] == 1
     cloud.write_text("#cloud-config\n# changed\n")
     result = run(pytester, "--orbstack-reuse")
     result.assert_outcomes(passed=1)
-    assert orb_env.count("create") == 2  # stale one replaced
-    assert len(orb_env.names()) == 1
+    assert orb_env.count("create") == 2  # a new base for the new user-data
+    names = orb_env.names()
+    assert len(names) == 2
+    [old_base] = [n for n in first if "-base-" in n]
+    assert old_base not in names  # the stale base was pruned
+    assert orb_env.made()["reuse"] == 2  # the stale session machine was made again
 
 
 def _spawn_pytest(pytester: pytest.Pytester, *args: str) -> subprocess.Popen[bytes]:
@@ -270,7 +285,7 @@ def test_sigkill_of_pytest_is_cleaned_by_the_watchdog(
     orb_env.client().create("debian", foreign)
     proc = _spawn_pytest(pytester)
     assert _wait_for(lambda: (pytester.path / "started").exists())
-    assert len(orb_env.names()) == 2
+    assert len(orb_env.names()) == 3  # the foreign machine, the base, the test's clone
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     left = _wait_for(lambda: orb_env.names() == [foreign], timeout=60)
@@ -288,21 +303,23 @@ def test_reaper_of_next_run_deletes_dead_runs_machines_only(
     assert _wait_for(lambda: (pytester.path / "started").exists())
     os.killpg(dead.pid, signal.SIGKILL)
     dead.wait()
-    [victim] = [n for n in orb_env.names() if n != foreign]
+    victims = sorted(n for n in orb_env.names() if n != foreign)  # the base and its clone
+    assert len(victims) == 2
     result = run(pytester, "test_other.py")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([f"*deleted 1 machine(s) left by dead runs: {victim}*"])
+    result.stdout.fnmatch_lines(["*deleted 2 machine(s) left by dead runs: *"])
+    assert all(v in result.stdout.str() for v in victims)
     assert orb_env.names() == [foreign]
     # a concurrent, live run's machine survives another run's reaper
     (pytester.path / "started").unlink()
     live = _spawn_pytest(pytester, "test_slow.py")
     try:
         assert _wait_for(lambda: (pytester.path / "started").exists())
-        [live_machine] = [n for n in orb_env.names() if n != foreign]
+        live_machines = [n for n in orb_env.names() if n != foreign]
         result = run(pytester, "test_other.py")
         result.assert_outcomes(passed=1)
         assert "left by dead runs" not in result.stdout.str()
-        assert sorted(orb_env.names()) == sorted([foreign, live_machine])
+        assert sorted(orb_env.names()) == sorted([foreign, *live_machines])
     finally:
         os.killpg(live.pid, signal.SIGINT)
         live.wait(timeout=120)

@@ -38,21 +38,29 @@ def test_one_provisioning_and_n_clones_then_new_template_on_change(
     _write(pytester, "v1\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=600)
     result.assert_outcomes(passed=3)
-    assert orb_env.count("create") == 1  # the template
-    assert orb_env.count("clone") == 3  # one per test
-    result.stdout.fnmatch_lines(["*tpl*template*deleted*"])
+    made = orb_env.made()
+    assert made["create"] == 1  # the base
+    assert made["template"] == 1  # cloned from the base, then provisioned
+    assert made["fresh"] == 3  # one per test
+    # the template row names the deploy that provisions it
+    result.stdout.fnmatch_lines(["*tpl*template*role.py*deleted*"])
     assert orb_env.names() == []
 
     # reuse keeps the template across runs; a changed file the deploy reads makes a new one
     args = ("-p", "no:cacheprovider", "--orbstack-reuse")
     pytester.runpytest_subprocess(*args, timeout=600).assert_outcomes(passed=3)
-    [template] = orb_env.names()
+    [base, template] = sorted(orb_env.names(), key=lambda n: "-tpl-" in n)
+    assert "-base-" in base and "-tpl-" in template  # both kept for the next run
     pytester.runpytest_subprocess(*args, timeout=600).assert_outcomes(passed=3)
-    assert orb_env.names() == [template]
-    assert orb_env.count("create") == 2  # adopted on the second reuse run
+    assert sorted(orb_env.names()) == sorted([base, template])
+    assert orb_env.count("create") == 2  # the first run's base, then one base kept for reuse
+    assert orb_env.made()["template"] == 2  # adopted on the second reuse run
     _write(pytester, "v2\n")
     pytester.runpytest_subprocess(*args, timeout=600).assert_outcomes(passed=3)
-    [new_template] = orb_env.names()
+    names = orb_env.names()
+    assert base in names  # the machine as create makes it has not changed: still adopted
+    [new_template] = [n for n in names if n != base]
     assert new_template != template  # rebuilt; the stale one was pruned
-    assert orb_env.count("create") == 3
-    assert orb_env.count("clone") == 12
+    assert orb_env.count("create") == 2  # a warm run creates nothing
+    assert orb_env.made()["template"] == 3
+    assert orb_env.made()["fresh"] == 12

@@ -134,7 +134,9 @@ def test_transient_faults_and_hangs_pass_with_no_leaks(
     # the deploy was provisioned into one template, once, however often its create failed
     made = [op for op in read_ops(orb_env.sim.home) if _made(op)]
     templates = {
-        op["args"][-1] for op in made if op["cmd"] == "create" and "-tpl-" in op["args"][-1]
+        op["args"][-1]
+        for op in made
+        if op["cmd"] in ("create", "clone") and "-tpl-" in op["args"][-1]
     }
     assert len(templates) == 1, templates
     assert len([op for op in made if op["cmd"] == "clone"]) >= 2
@@ -206,7 +208,10 @@ def test_name_taken_by_a_foreign_machine_fails_fast_and_leaves_it(
     result = run_pytester(pytester, "--orbstack-retries=8")
     result.assert_outcomes(errors=1)
     assert "already exists" in result.stdout.str(), _inner(result)
-    assert count(orb_env.sim.home, "create", ok=False) == 1  # ours, refused, not retried
-    assert not [op for op in read_ops(orb_env.sim.home) if op["cmd"] == "delete"]
+    # ours (a clone of the base), refused, not retried; the foreign machine never deleted
+    refused = [op for op in read_ops(orb_env.sim.home) if op["cmd"] == "clone" and op["rc"]]
+    assert [op["args"][-1] for op in refused] == ["taken-name"]
+    deletes = [op for op in read_ops(orb_env.sim.home) if op["cmd"] == "delete"]
+    assert not [op for op in deletes if "taken-name" in op["args"]]
     report = leaks(orb_env, foreign)
     assert report.clean, report

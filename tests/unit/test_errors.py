@@ -1,4 +1,4 @@
-"""Error classification, built from the real error texts in orbctl-reference.md section 9."""
+"""Error classification, built from the real error texts in docs/orbctl-contract.md §9."""
 
 from __future__ import annotations
 
@@ -120,3 +120,11 @@ def test_first_line_skips_usage() -> None:
     text = "Error: invalid distro: foo\nUsage:\n  orbctl create [flags]\n"
     assert first_error_line(text) == "Error: invalid distro: foo"
     assert strip_prefix(first_error_line(text)) == "invalid distro: foo"
+
+
+def test_a_command_this_orbstack_lacks_is_unsupported_not_just_permanent() -> None:
+    # OrbStack before 2.0 has no clone: lifecycle falls back to create on this class alone.
+    from pytest_orbstack.errors import UnsupportedCommandError
+
+    assert classify('Error: unknown command "clone" for "orbctl"\n') is UnsupportedCommandError
+    assert classify("Error: unknown flag: --bogus") is PermanentError

@@ -16,7 +16,7 @@ from pytest_orbstack.errors import (
     PermanentError,
     TransientError,
 )
-from pytest_orbstack.orbctl import Orbctl, resolve_executable
+from pytest_orbstack.orbctl import CreateOptions, Orbctl, resolve_executable
 
 from .conftest import FakeOrbctl
 
@@ -35,15 +35,16 @@ INFO = {
 
 
 def test_lifecycle_argv_is_explicit(fake: FakeOrbctl) -> None:
-    for cmd in ["create", "clone", "start", "stop", "restart", "delete", "rename"]:
+    for cmd in ["create", "clone", "start", "stop", "delete", "rename"]:
         fake.expect(cmd)
     fake.expect("info", stdout=json.dumps(INFO)).expect("list", stdout="[]\n")
     client = fake.client()
-    client.create("debian:bookworm", "m1", arch="amd64", user="me", user_data="/tmp/u.yaml")
+    client.create(
+        "debian:bookworm", "m1", CreateOptions(arch="amd64", user="me", user_data="/tmp/u.yaml")
+    )
     client.clone("m1", "m2")
     client.start("m1")
     client.stop("m1", "m2")
-    client.restart("m1")
     client.delete("m1", "m2")
     client.rename("m2", "m3")
     assert client.info("m1").ip4 == "192.168.139.10"
@@ -53,7 +54,6 @@ def test_lifecycle_argv_is_explicit(fake: FakeOrbctl) -> None:
         ["clone", "m1", "m2"],
         ["start", "m1"],
         ["stop", "m1", "m2"],
-        ["restart", "m1"],
         ["delete", "-f", "m1", "m2"],
         ["rename", "m2", "m3"],
         ["info", "-f", "json", "m1"],
@@ -61,7 +61,7 @@ def test_lifecycle_argv_is_explicit(fake: FakeOrbctl) -> None:
     ]
 
 
-@pytest.mark.parametrize("method", ["stop", "delete", "start", "restart"])
+@pytest.mark.parametrize("method", ["stop", "delete", "start"])
 def test_refuses_to_act_on_everything(fake: FakeOrbctl, method: str) -> None:
     with pytest.raises(ValueError, match="without machine names"):
         getattr(fake.client(), method)()

@@ -1,4 +1,4 @@
-"""JSON parsing of list/info output, from the shapes in orbctl-reference.md section 3."""
+"""JSON parsing of list/info output, from the shapes in docs/orbctl-contract.md §3."""
 
 from __future__ import annotations
 

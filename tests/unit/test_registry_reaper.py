@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orbstack.lifecycle import reap
+from pytest_orbstack.cleanup import reap
 from pytest_orbstack.registry import Owner, Record, Registry
 from pytest_orbstack.retry import RetryPolicy
 

@@ -190,13 +190,13 @@ def test_register_adds_the_orb_scheme(testinfra: Any) -> None:
     assert testinfra.backend.BACKENDS["orb"] == tb.BACKEND_CLASSPATH
     cls = testinfra.backend.get_backend_class("orb")
     assert cls is tb.backend_class()
-    assert cls.__module__ == "pytest_orbstack.testinfra_backend"
+    assert cls.__module__ == "pytest_orbstack.testinfra_orb"
     assert cls.__name__ == "OrbBackend"
     assert cls.get_connection_type() == "orb"
     from testinfra.backend.base import BaseBackend
 
     assert issubclass(cls, BaseBackend)
-    from pytest_orbstack.testinfra_backend import OrbBackend  # type: ignore[attr-defined]
+    from pytest_orbstack.testinfra_orb import OrbBackend
 
     assert OrbBackend is cls
 

@@ -1,5 +1,5 @@
-"""The baseline: the test pattern of the seed project, pyinfra-orbstack 0.11.0 (reference section
-13), written in this code base's terms.
+"""The baseline: the test pattern of the seed project, pyinfra-orbstack 0.11.0
+(docs/orbctl-contract.md §13), written in this code base's terms.
 
 Per test, serially: ``orbctl create`` through the seed's retry wrapper
 (``execute_orbctl_with_retry``: up to 3 retries, backoff 2, 4, 8 s, retried on stderr keywords,
@@ -9,7 +9,7 @@ timeouts and any exception; timeout 180 s for create), wait until ready by polli
 (:func:`pytest_orbstack.deploy.run_deploy`), run the test body, then ``orbctl delete -f NAME``
 through the same wrapper (2 retries, timeout 60 s).  No machine is shared between tests or xdist
 workers.  Left out: the seed's ``pytest_configure`` image "pre-pull" (which is a file copy,
-reference section 13 weakness 3) and orphan sweep - one-off costs that would only add to the
+docs/orbctl-contract.md §13) and orphan sweep - one-off costs that would only add to the
 baseline.  With no faults injected the retries never trigger.
 """
 
@@ -97,7 +97,8 @@ def seed_vm(seed_client: Orbctl) -> Iterator[Machine]:
     try:
         wait_for_vm_ready(seed_client, name)
         machine = Machine(name=name, client=seed_client)
-        run_deploy([machine], DEPLOY)
+        if DEPLOY:
+            run_deploy([machine], DEPLOY)
         yield machine
     finally:
         execute_orbctl_with_retry(seed_client, ["delete", "-f", name], max_retries=2, timeout=60)

@@ -1,0 +1,152 @@
+"""The plugin's decisions about machines, as pure functions.
+
+Nothing here runs ``orbctl``, touches files or starts threads: the machinery
+(:mod:`~pytest_orbstack.lifecycle`, :mod:`~pytest_orbstack.supply`, :mod:`~pytest_orbstack.plugin`)
+asks these functions and acts on the answer, so each policy has one home and unit tests that run
+anywhere (macOS included, no simulator).
+
+* **keep**: whether a machine survives its scope or the run (``--orbstack-keep``, modelled on
+  pytest's ``tmp_path_retention_policy``);
+* **demand**: which unit of work a fresh machine serves (a test, a module);
+* **pool depth**: how many fresh machines to keep in preparation ahead of demand.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pytest_orbstack.settings import KeepPolicy
+
+# -- keep ------------------------------------------------------------------------------------
+
+#: What happens to one of the run's recorded machines when the run ends.
+RunEndAction = Literal["delete", "keep", "keep for reuse", "already kept"]
+#: Registry record kinds shared by the whole run (a failing test keeps them with on-failure).
+SHARED_KINDS = frozenset({"session", "reuse"})
+
+
+def keep_after_use(policy: KeepPolicy, *, failed: bool) -> bool:
+    """Whether a machine that served tests is kept when its scope ends."""
+    return policy == "always" or (policy == "on-failure" and failed)
+
+
+def at_run_end(
+    policy: KeepPolicy,
+    *,
+    kind: str,
+    state: str,
+    kept: bool,
+    persistent: bool,
+    failed: bool,
+) -> RunEndAction:
+    """What the run's end does with one of its recorded machines.
+
+    Machines already kept stay; reusable machines (``--orbstack-reuse``) that became ready stay
+    for the next run; shared machines follow the keep policy; everything else this run made
+    (templates, replicas, fresh machines left by a failure, half-made machines) is deleted.
+    """
+    if kept:
+        return "already kept"
+    if persistent and state == "ready":
+        return "keep for reuse"
+    if kind in SHARED_KINDS and keep_after_use(policy, failed=failed):
+        return "keep"
+    return "delete"
+
+
+# -- demand ----------------------------------------------------------------------------------
+
+
+def demand_unit(isolation: str, *, nodeid: str, path: str) -> str | None:
+    """The unit one fresh machine serves: a test (function), a test file (module), or
+    ``None`` for a session machine (made once, not drawn from the pool)."""
+    if isolation == "function":
+        return nodeid
+    if isolation == "module":
+        return path
+    return None
+
+
+# -- pool depth ------------------------------------------------------------------------------
+
+
+def pool_room(depth: int, *, in_flight: int, ready: int) -> int:
+    """How many more machines to start preparing now to keep ``depth`` on their way."""
+    return max(0, depth - in_flight - ready)
+
+
+def supply_threads(depth: int) -> int:
+    """Background threads for a pool of ``depth`` (preparing and warm-up side by side)."""
+    return max(2, depth * 2)
+
+
+def claim_wait(retry_deadline: float) -> float:
+    """How long a test waits for a machine that is being prepared before making its own:
+    the preparation's own retry deadline, twice (clone/create, then start and ready)."""
+    return retry_deadline * 2
+
+
+#: Machines in preparation per spec and process before anything was measured.
+INITIAL_DEPTH = 2
+#: The automatic depth never goes beyond this (each machine in preparation holds memory).
+AUTO_MAX_DEPTH = 8
+#: What one idle machine is assumed to hold, for the memory bound of the automatic depth.
+MACHINE_MEMORY = 512 * 1024 * 1024
+
+
+def machines_in_memory(available_bytes: int, workers: int) -> int:
+    """How many more machines this process may keep in preparation without crowding memory:
+    its share (per worker) of what is available, at :data:`MACHINE_MEMORY` each; at least 1."""
+    return max(1, available_bytes // MACHINE_MEMORY // max(1, workers))
+
+
+def clone_fan_out(preparers: int) -> int:
+    """How many clone sources (an origin and its replicas) to keep for ``preparers`` machines
+    prepared at once: a source is held only for the clone itself, a small part of a machine's
+    preparation (clone, start, ready), so half as many sources as preparers keep clones from
+    queueing; one source for one preparer, never more than four."""
+    return max(1, min(4, math.ceil(preparers / 2)))
+
+
+def auto_pool_depth(
+    prepare_seconds: float,
+    test_seconds: float,
+    *,
+    remaining: int,
+    max_creates: int = 0,
+    memory_cap: int = 0,
+) -> int:
+    """Pool depth by Little's law: machines in preparation = preparation time / test time.
+
+    With one test at a time per worker, a machine must be started ``prepare / test`` tests
+    ahead for none to wait.  Bounded by the tests that remain, the run-wide create cap
+    (``--orbstack-max-creates``, 0 = none) and ``memory_cap`` (machines that fit in memory, 0 =
+    unknown); never below one while tests remain.
+    """
+    if remaining <= 0:
+        return 0
+    test = max(test_seconds, 0.05)
+    depth = max(1, math.ceil(prepare_seconds / test))
+    for cap in (remaining, max_creates, memory_cap):
+        if cap > 0:
+            depth = min(depth, cap)
+    return depth
+
+
+__all__ = [
+    "AUTO_MAX_DEPTH",
+    "INITIAL_DEPTH",
+    "MACHINE_MEMORY",
+    "SHARED_KINDS",
+    "RunEndAction",
+    "at_run_end",
+    "auto_pool_depth",
+    "claim_wait",
+    "clone_fan_out",
+    "demand_unit",
+    "keep_after_use",
+    "machines_in_memory",
+    "pool_room",
+    "supply_threads",
+]

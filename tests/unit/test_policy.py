@@ -1,0 +1,259 @@
+"""The plugin's decisions as pure functions (policy.py): keep, demand, pool depth.
+
+No machines, no orbctl, no files: these run anywhere, macOS included.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from pytest_orbstack.policy import (
+    SHARED_KINDS,
+    at_run_end,
+    auto_pool_depth,
+    claim_wait,
+    demand_unit,
+    keep_after_use,
+    pool_room,
+    supply_threads,
+)
+from pytest_orbstack.settings import KEEP_POLICIES, KeepPolicy
+
+KINDS = ("session", "reuse", "template", "function")
+STATES = ("creating", "ready", "kept")
+BOOLS = (False, True)
+
+# -- keep_after_use ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "failed", "kept"),
+    [
+        ("never", False, False),
+        ("never", True, False),
+        ("on-failure", False, False),
+        ("on-failure", True, True),
+        ("always", False, True),
+        ("always", True, True),
+    ],
+)
+def test_keep_after_use(policy: KeepPolicy, failed: bool, kept: bool) -> None:
+    assert keep_after_use(policy, failed=failed) is kept
+
+
+def test_keep_policies_are_the_documented_three() -> None:
+    assert set(KEEP_POLICIES) == {"never", "on-failure", "always"}
+
+
+# -- at_run_end: hand-written table of the cases users ask about ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "kind", "state", "kept", "persistent", "failed", "action"),
+    [
+        # the default: everything the run made goes
+        ("never", "session", "ready", False, False, False, "delete"),
+        ("never", "session", "ready", False, False, True, "delete"),
+        ("never", "function", "ready", False, False, True, "delete"),
+        ("never", "template", "ready", False, False, False, "delete"),
+        # on-failure keeps the shared machine a failing test used, and only that
+        ("on-failure", "session", "ready", False, False, True, "keep"),
+        ("on-failure", "session", "ready", False, False, False, "delete"),
+        ("on-failure", "reuse", "ready", False, False, True, "keep"),
+        ("on-failure", "template", "ready", False, False, True, "delete"),
+        ("on-failure", "function", "ready", False, False, True, "delete"),
+        # always keeps shared machines, never templates or fresh ones left over
+        ("always", "session", "ready", False, False, False, "keep"),
+        ("always", "reuse", "creating", False, False, False, "keep"),
+        ("always", "template", "ready", False, False, False, "delete"),
+        ("always", "function", "ready", False, False, False, "delete"),
+        # --orbstack-reuse: ready persistent machines stay for the next run, whatever the policy
+        ("never", "reuse", "ready", False, True, False, "keep for reuse"),
+        ("never", "template", "ready", False, True, True, "keep for reuse"),
+        ("always", "reuse", "ready", False, True, True, "keep for reuse"),
+        # ... but a half-made persistent machine is not reusable
+        ("never", "template", "creating", False, True, False, "delete"),
+        ("never", "reuse", "creating", False, True, False, "delete"),
+        # a machine kept earlier (scope end) stays and is not kept twice
+        ("never", "function", "kept", True, False, True, "already kept"),
+        ("never", "session", "ready", True, True, False, "already kept"),
+    ],
+)
+def test_at_run_end_table(
+    policy: KeepPolicy,
+    kind: str,
+    state: str,
+    kept: bool,
+    persistent: bool,
+    failed: bool,
+    action: str,
+) -> None:
+    got = at_run_end(
+        policy, kind=kind, state=state, kept=kept, persistent=persistent, failed=failed
+    )
+    assert got == action
+
+
+# -- at_run_end: every combination, one rule per test ----------------------------------------
+
+ALL = list(itertools.product(KEEP_POLICIES, KINDS, STATES, BOOLS, BOOLS, BOOLS))
+
+
+def _id(case: tuple[object, ...]) -> str:
+    policy, kind, state, kept, persistent, failed = case
+    flags = [f for f, on in (("kept", kept), ("persistent", persistent), ("failed", failed)) if on]
+    return "-".join([str(policy), str(kind), str(state), *flags])
+
+
+def _run_end(case: tuple[KeepPolicy, str, str, bool, bool, bool]) -> str:
+    policy, kind, state, kept, persistent, failed = case
+    return at_run_end(
+        policy, kind=kind, state=state, kept=kept, persistent=persistent, failed=failed
+    )
+
+
+def test_every_combination_is_covered() -> None:
+    assert len(ALL) == 3 * 4 * 3 * 2 * 2 * 2
+    assert {_run_end(c) for c in ALL} == {"delete", "keep", "keep for reuse", "already kept"}
+
+
+@pytest.mark.parametrize("case", ALL, ids=[_id(c) for c in ALL])
+def test_at_run_end_every_combination(case: tuple[KeepPolicy, str, str, bool, bool, bool]) -> None:
+    """The rules of docs: kept stays; ready reusable stays for the next run; shared machines
+    follow --orbstack-keep; everything else is deleted (nothing is left behind by accident)."""
+    policy, kind, state, kept, persistent, failed = case
+    action = _run_end(case)
+    if kept:
+        assert action == "already kept"
+    elif persistent and state == "ready":
+        assert action == "keep for reuse"
+    elif kind in ("template", "function"):
+        assert action == "delete", "only shared machines may outlive the run by keep policy"
+    elif policy == "never":
+        assert action == "delete"
+    elif policy == "always":
+        assert action == "keep"
+    else:
+        assert action == ("keep" if failed else "delete")
+
+
+def test_shared_kinds() -> None:
+    assert frozenset({"session", "reuse"}) == SHARED_KINDS
+
+
+@pytest.mark.parametrize("policy", KEEP_POLICIES)
+def test_nothing_survives_unless_asked(policy: KeepPolicy) -> None:
+    """With no reuse and nothing kept, a passing run leaves only what --orbstack-keep=always
+    asks for: shared machines, never templates or fresh machines."""
+    survivors = {
+        kind
+        for kind, state in itertools.product(KINDS, STATES)
+        if at_run_end(policy, kind=kind, state=state, kept=False, persistent=False, failed=False)
+        != "delete"
+    }
+    assert survivors == ({"session", "reuse"} if policy == "always" else set())
+
+
+# -- demand ------------------------------------------------------------------------------------
+
+
+def test_demand_unit_function_is_the_test() -> None:
+    unit = demand_unit("function", nodeid="tests/test_a.py::test_x[1]", path="tests/test_a.py")
+    assert unit == "tests/test_a.py::test_x[1]"
+
+
+def test_demand_unit_module_is_the_file() -> None:
+    a = demand_unit("module", nodeid="tests/test_a.py::test_x", path="tests/test_a.py")
+    b = demand_unit("module", nodeid="tests/test_a.py::test_y", path="tests/test_a.py")
+    assert a == b == "tests/test_a.py"
+
+
+def test_demand_unit_session_is_not_pooled() -> None:
+    assert demand_unit("session", nodeid="t.py::test", path="t.py") is None
+
+
+# -- pool room, threads, waits -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("depth", "in_flight", "ready", "room"),
+    [
+        (0, 0, 0, 0),
+        (2, 0, 0, 2),
+        (2, 1, 0, 1),
+        (2, 0, 1, 1),
+        (2, 1, 1, 0),
+        (2, 3, 0, 0),  # over-full (another worker's machines): never negative
+        (3, 0, 5, 0),
+    ],
+)
+def test_pool_room(depth: int, in_flight: int, ready: int, room: int) -> None:
+    assert pool_room(depth, in_flight=in_flight, ready=ready) == room
+
+
+@pytest.mark.parametrize(("depth", "threads"), [(0, 2), (1, 2), (2, 4), (5, 10)])
+def test_supply_threads(depth: int, threads: int) -> None:
+    assert supply_threads(depth) == threads
+
+
+def test_claim_wait_covers_preparation_twice() -> None:
+    assert claim_wait(30.0) == 60.0
+    assert claim_wait(0.0) == 0.0
+
+
+# -- auto_pool_depth (Little's law) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prepare", "test", "depth"),
+    [
+        (10.0, 10.0, 1),  # a machine per test time: one ahead is enough
+        (10.0, 5.0, 2),
+        (10.0, 3.0, 4),  # ceil(3.33)
+        (10.0, 20.0, 1),  # tests slower than preparation: still one ahead
+        (0.0, 1.0, 1),  # instant preparation: never below one while tests remain
+        (9.0, 1.0, 9),
+    ],
+)
+def test_auto_pool_depth_is_prepare_over_test(prepare: float, test: float, depth: int) -> None:
+    assert auto_pool_depth(prepare, test, remaining=100) == depth
+
+
+@pytest.mark.parametrize("remaining", [0, -1])
+def test_auto_pool_depth_zero_when_nothing_remains(remaining: int) -> None:
+    assert auto_pool_depth(30.0, 1.0, remaining=remaining) == 0
+    assert auto_pool_depth(30.0, 1.0, remaining=remaining, max_creates=4, memory_cap=4) == 0
+
+
+def test_auto_pool_depth_bounded_by_remaining_tests() -> None:
+    assert auto_pool_depth(60.0, 1.0, remaining=3) == 3
+
+
+def test_auto_pool_depth_bounded_by_max_creates() -> None:
+    assert auto_pool_depth(60.0, 1.0, remaining=100, max_creates=4) == 4
+
+
+def test_auto_pool_depth_bounded_by_memory() -> None:
+    assert auto_pool_depth(60.0, 1.0, remaining=100, memory_cap=6) == 6
+
+
+def test_auto_pool_depth_tightest_bound_wins() -> None:
+    assert auto_pool_depth(60.0, 1.0, remaining=5, max_creates=3, memory_cap=4) == 3
+    assert auto_pool_depth(60.0, 1.0, remaining=2, max_creates=3, memory_cap=4) == 2
+    assert auto_pool_depth(60.0, 1.0, remaining=9, max_creates=8, memory_cap=1) == 1
+
+
+def test_auto_pool_depth_zero_caps_mean_no_cap() -> None:
+    assert auto_pool_depth(20.0, 1.0, remaining=100, max_creates=0, memory_cap=0) == 20
+
+
+@pytest.mark.parametrize("test_seconds", [0.0, 1e-9, -1.0])
+def test_auto_pool_depth_tiny_test_time_is_finite(test_seconds: float) -> None:
+    """A test measured at (almost) zero seconds must not ask for an unbounded pool or divide
+    by zero: test time is floored (at 50 ms), and the other bounds still apply."""
+    unbounded = auto_pool_depth(1.0, test_seconds, remaining=10_000)
+    assert 1 <= unbounded <= 20
+    assert auto_pool_depth(1.0, test_seconds, remaining=100, max_creates=4) == 4
+    assert auto_pool_depth(1.0, test_seconds, remaining=3) == 3
