@@ -247,9 +247,17 @@ def reap(home_lxc: Path, mid: str) -> None:
     if (home_lxc / mid / "config").exists() and is_running(home_lxc, mid):
         with contextlib.suppress(subprocess.TimeoutExpired):
             _lxc("lxc-stop", home_lxc, mid, "-k", timeout=40)
-    for pid in cgroup_pids(mid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    # a container without a usable config or monitor (its home deleted, its monitor killed):
+    # kill whatever is left in its cgroups, wait for the cgroups to empty, remove them
+    deadline = time.monotonic() + 10
+    while True:
+        pids = cgroup_pids(mid)
+        if not pids or time.monotonic() > deadline:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
     remove_cgroups(mid)
 
 

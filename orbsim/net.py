@@ -18,14 +18,15 @@ with host-global pieces that all orbsim homes on the host share:
   tagged with the comment ``orbsim``.
 
 Addresses are static: LXC configures the machine's ``eth0`` (address, default route) before
-init runs, so a machine has its address the moment it starts, whatever its distro.  The
+init runs, so a machine has its address the moment it starts, whatever its distro. The
 allocation is a file per address under the runtime directory (``$ORBSIM_RUNDIR``, default
 ``/run/orbsim``), created with ``O_EXCL`` under the network lock; a lease names the machine's
 home, LXC path and id, the orbsim process starting it (``owner``) and, once started, the
-machine's init process.  A lease whose owner and init are both dead is stale and pruned (a
-container left running by a killed ``orbsim start`` is stopped first).  When the last live
-lease goes, everything above is removed: bridge, nft table and rules, dnsmasq, the runtime
-files, and ``ip_forward`` goes back to what it was.
+machine's init process. A lease whose owner and init are both dead, or whose home directory is
+gone, is stale and pruned (a container left running by a killed ``orbsim start``, or by a home
+deleted under a running machine, is stopped first: by ``lxc-stop -k``, else by killing what is
+in its cgroups). When the last live lease goes, everything above is removed: bridge, nft table
+and rules, dnsmasq, the runtime files, and ``ip_forward`` goes back to what it was.
 """
 
 from __future__ import annotations
@@ -397,6 +398,8 @@ def mac_for(mid: str) -> str:
 
 
 def _lease_alive(lease: dict[str, Any]) -> bool:
+    if not Path(lease.get("home") or "/nonexistent").is_dir():
+        return False  # its home was deleted under it: nobody can ever stop it but us
     return S.alive(lease.get("owner")) or S.alive(lease.get("init"))
 
 

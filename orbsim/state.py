@@ -248,7 +248,7 @@ def normalize(txn: Txn) -> None:
         if busy and not alive(busy):
             rec["busy"] = None
         if eff != rec["state"]:
-            if rec["state"] in TRANSITIONAL or rec.get("holder"):
+            if eff == "stopped" and rec["state"] in TRANSITIONAL:
                 txn.reap.append(rec["id"])  # e.g. a start killed after lxc-start
             rec["state"] = eff
             rec["owner"] = None
