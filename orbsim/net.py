@@ -95,10 +95,12 @@ def _run(argv: list[str], *, stdin: str | None = None, check: bool = True) -> st
 def _locked() -> Iterator[Path]:
     from filelock import FileLock
 
+    run_dir().mkdir(parents=True, exist_ok=True)
     d = net_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    os.chmod(d, 0o755)
     with FileLock(str(run_dir() / "net.lock"), timeout=300):
+        # made under the lock: the last machine's teardown removes it (also while we waited)
+        d.mkdir(exist_ok=True)
+        os.chmod(d, 0o755)
         yield d
 
 
@@ -331,16 +333,20 @@ def _up(d: Path) -> dict[str, Any]:
     bridge = info["bridge"]
     subnet = ipaddress.IPv4Network(info["subnet"])
     gw = str(next(subnet.hosts()))
-    if not bridge_exists(bridge):
-        _run(["ip", "link", "add", bridge, "type", "bridge"])
-        _run(["ip", "addr", "add", f"{gw}/{subnet.prefixlen}", "dev", bridge])
-        _run(["ip", "link", "set", bridge, "up"])
-        info["bridge_made"] = True
+    # write-ahead: what is about to change is recorded first, so that an orbsim killed half way
+    # through still leaves a record from which the next call undoes everything
     if info.get("forward_orig") is None:
         fwd = Path("/proc/sys/net/ipv4/ip_forward")
         info["forward_orig"] = fwd.read_text().strip()
+        _write_json(d / "net.json", info)
         if info["forward_orig"] != "1":
             fwd.write_text("1\n")
+    if not bridge_exists(bridge):
+        info["bridge_made"] = True
+        _write_json(d / "net.json", info)
+        _run(["ip", "link", "add", bridge, "type", "bridge"])
+        _run(["ip", "addr", "add", f"{gw}/{subnet.prefixlen}", "dev", bridge])
+        _run(["ip", "link", "set", bridge, "up"])
     if not _table_exists():
         _run(["nft", "-f", "-"], stdin=_nft_rules(bridge, subnet))
         _close_forward(info.get("forward_rules") or [])
@@ -354,6 +360,11 @@ def _up(d: Path) -> dict[str, Any]:
 def _down(d: Path, info: dict[str, Any]) -> None:
     """Remove everything the network added to the host.  Lock held."""
     ident = info.get("dnsmasq")
+    if not S.alive(ident):  # started by an orbsim killed before it recorded it: its pid file
+        with contextlib.suppress(OSError, ValueError):
+            pid = int((d / "dnsmasq.pid").read_text().strip())
+            if str(d / "dnsmasq.pid").encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                ident = {"pid": pid, "start": S.proc_start_time(pid)}
     if S.alive(ident):
         S.kill_ident(ident, signal.SIGTERM)
         deadline = time.monotonic() + 5
