@@ -1,15 +1,17 @@
-"""What the orbsim simulator itself costs, once its base image is cached.
+"""What orbsim's machines cost: the LXC runtime against the old home-made one, same run.
 
-    python bench/sim_costs.py [-n 5] [--keep-home]
+    python bench/sim_costs.py [-n 5] [--runs 20] [--old-ref main] [--no-old]
 
-Measures create, clone, start, ``run true``, stop and delete as medians over ``-n`` rounds in
-a throw-away ``ORBSIM_HOME`` (the base cache ``ORBSIM_CACHE`` is shared and built first if
-needed, which is not timed).  This machine is noisy, so the ``run`` cost is also reported as a
-ratio against baselines measured in the same rounds: ``python -c pass`` (the interpreter start
-every CLI call pays) and a bare ``nsenter ... true`` into the same machine.
+Measures create, clone, start (to ready: for LXC machines ``systemctl is-system-running
+--wait`` says running), ``run true``, stop and delete as medians over ``-n`` rounds, each in a
+throw-away ``ORBSIM_HOME`` (the base caches are shared and built first if needed, untimed), and
+the memory of one idle machine (RSS and PSS of its processes; for LXC also its monitor).
 
-Targets: create and clone under 1 s, ``run true`` under 50 ms of CLI overhead + nsenter (the
-overhead is ``run`` minus the ``python -c pass`` baseline).
+The old runtime (unshare + a Python holder, no init, host network) is no longer in this tree:
+it is exported from git (``--old-ref``, default ``main``) into a temporary directory and run
+from there, interleaved round by round with the current one, so both see the same noise.
+Printed: medians, ratios LXC/old (no slower = ratio <= 1), and the start-to-ready target
+(median <= 1.5 s).  This machine is noisy; only ratios and medians are meaningful.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
-LAUNCHER = "#!{python}\nimport sys\nfrom orbsim.cli import main\nsys.exit(main())\n"
+REPO = Path(__file__).resolve().parent.parent
+LAUNCHER = (
+    "#!{python}\nimport sys\nsys.path.insert(0, {path!r})\n"
+    "from orbsim.cli import main\nsys.exit(main())\n"
+)
+OPS = ("create", "clone", "start", "run true", "stop", "delete")
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -37,86 +44,172 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return dt
 
 
+def _smaps(pid: int) -> tuple[int, int]:
+    rss = pss = 0
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss
+
+
+def _pidns_members(pid: int) -> list[int]:
+    try:
+        ns = os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return []
+    out = []
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            try:
+                if os.readlink(f"/proc/{e}/ns/pid") == ns:
+                    out.append(int(e))
+            except OSError:
+                continue
+    return out
+
+
+class Runtime:
+    def __init__(self, label: str, pkg_parent: Path, root: Path) -> None:
+        self.label = label
+        self.root = root
+        self.exe = root / "orbsim"
+        root.mkdir(parents=True, exist_ok=True)
+        self.exe.write_text(LAUNCHER.format(python=sys.executable, path=str(pkg_parent)))
+        self.exe.chmod(0o755)
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("ORBSIM_") or k in ("ORBSIM_CACHE", "ORBSIM_MIRROR")
+        }
+        self.env["ORBSIM_HOME"] = str(root / "home")
+        self.costs: dict[str, list[float]] = {k: [] for k in OPS}
+        self.mem: list[tuple[int, int, int]] = []  # (rss kB, pss kB, processes)
+
+    def cmd(self, *args: str) -> list[str]:
+        return [str(self.exe), *args]
+
+    def prepare(self) -> str | None:
+        prep = subprocess.run(self.cmd("sim-prepare"), env=self.env, capture_output=True, text=True)
+        return None if prep.returncode == 0 else prep.stderr.strip()
+
+    def holder(self, name: str) -> int:
+        st = json.loads((self.root / "home" / "state.json").read_text())
+        rec = next(r for r in st["machines"].values() if r["name"] == name)
+        return int(rec["holder"]["pid"])
+
+    def memory(self, name: str) -> None:
+        pid = self.holder(name)
+        pids = _pidns_members(pid)
+        # the LXC monitor (one per machine) lives outside the machine: count it too
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{ppid}/cmdline", "rb") as f:
+            if f.read().startswith(b"[lxc monitor]"):
+                pids.append(ppid)
+        rss = pss = 0
+        for p in pids:
+            r, s = _smaps(p)
+            rss, pss = rss + r, pss + s
+        self.mem.append((rss, pss, len(pids)))
+
+    def round(self, i: int, runs: int) -> None:
+        a, b = f"bench-{i}", f"bench-{i}-clone"
+        c = self.costs
+        c["create"].append(timed(self.cmd("create", "debian", a), self.env))
+        c["stop"].append(timed(self.cmd("stop", a), self.env))
+        c["clone"].append(timed(self.cmd("clone", a, b), self.env))
+        c["start"].append(timed(self.cmd("start", b), self.env))
+        time.sleep(1.0)  # let the machine idle before measuring its memory
+        self.memory(b)
+        for _ in range(runs):
+            c["run true"].append(timed(self.cmd("run", "-m", b, "true"), self.env))
+        c["delete"].append(timed(self.cmd("delete", "-f", a, b), self.env))
+
+    def cleanup(self) -> None:
+        subprocess.run(self.cmd("delete", "-a", "-f"), env=self.env, capture_output=True)
+
+
+def export_old(ref: str, dest: Path) -> Path | None:
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, "orbsim"], capture_output=True
+    )
+    if archive.returncode != 0:
+        print(f"cannot export {ref}: {archive.stderr.decode().strip()}")
+        return None
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest if (dest / "orbsim" / "holder.py").exists() else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("-n", type=int, default=5, help="rounds (default 5)")
     ap.add_argument("--runs", type=int, default=20, help="`run true` calls per round (default 20)")
-    ap.add_argument("--keep-home", action="store_true", help="do not delete the temporary home")
+    ap.add_argument("--old-ref", default="main", help="git ref of the old runtime (default main)")
+    ap.add_argument("--no-old", action="store_true", help="measure the LXC runtime only")
     args = ap.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="orbsim-bench-"))
-    exe = root / "orbsim"
-    exe.write_text(LAUNCHER.format(python=sys.executable))
-    exe.chmod(0o755)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ORBSIM_") or k in ("ORBSIM_CACHE", "ORBSIM_MIRROR")
-    }
-    env["ORBSIM_HOME"] = str(root / "home")
-    orbsim = [str(exe)]
-    prep = subprocess.run([*orbsim, "sim-prepare"], env=env, capture_output=True, text=True)
-    if prep.returncode != 0:
-        print(f"cannot benchmark: {prep.stderr.strip()}")
-        return 1
-
-    costs: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "create",
-            "clone",
-            "start",
-            "run true",
-            "stop",
-            "delete",
-            "python -c pass",
-            "nsenter true",
-        )
-    }
+    tmp = Path(tempfile.mkdtemp(prefix="orbsim-bench-"))
+    runtimes = [Runtime("lxc", REPO, tmp / "lxc")]
+    if not args.no_old:
+        old_src = export_old(args.old_ref, tmp / "old-src")
+        if old_src is None:
+            print(f"{args.old_ref} has no holder runtime: measuring LXC only")
+        else:
+            runtimes.append(Runtime(f"old ({args.old_ref})", old_src, tmp / "old"))
     try:
+        for rt in runtimes:
+            why = rt.prepare()
+            if why:
+                print(f"cannot benchmark {rt.label}: {why}")
+                return 1
         for i in range(args.n):
-            a, b = f"bench-{i}", f"bench-{i}-clone"
-            costs["create"].append(timed([*orbsim, "create", "debian", a], env))
-            costs["clone"].append(timed([*orbsim, "clone", a, b], env))
-            costs["start"].append(timed([*orbsim, "start", b], env))
-            st = json.loads((root / "home" / "state.json").read_text())
-            pid = next(r for r in st["machines"].values() if r["name"] == b)["holder"]["pid"]
-            nsenter = ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-p", "-r", "-w", "--", "true"]
-            for _ in range(args.runs):
-                # interleave so that noise hits run and its baselines alike
-                costs["run true"].append(timed([*orbsim, "run", "-m", b, "true"], env))
-                costs["python -c pass"].append(timed([sys.executable, "-c", "pass"], env))
-                costs["nsenter true"].append(timed(nsenter, env))
-            costs["stop"].append(timed([*orbsim, "stop", b], env))
-            costs["delete"].append(timed([*orbsim, "delete", "-f", a, b], env))
+            for rt in runtimes:  # interleaved: both runtimes see the same noise
+                rt.round(i, args.runs)
     finally:
-        subprocess.run([*orbsim, "delete", "-a", "-f"], env=env, capture_output=True)
-        if not args.keep_home:
-            shutil.rmtree(root, ignore_errors=True)
+        for rt in runtimes:
+            rt.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
 
-    med = {k: statistics.median(v) for k, v in costs.items()}
+    med = {rt.label: {k: statistics.median(v) for k, v in rt.costs.items()} for rt in runtimes}
     print(
-        f"orbsim costs, median of {args.n} rounds ({args.runs} `run true` per round), "
+        f"orbsim machine costs, median of {args.n} rounds ({args.runs} `run true` per round), "
         f"{os.cpu_count()} CPUs"
     )
-    for k in ("create", "clone", "start", "run true", "stop", "delete"):
-        print(f"  {k:<10} {med[k] * 1000:8.1f} ms")
-    print("baselines measured in the same rounds:")
-    print(f"  python -c pass  {med['python -c pass'] * 1000:8.1f} ms")
-    print(f"  nsenter true    {med['nsenter true'] * 1000:8.1f} ms")
-    overhead = med["run true"] - med["python -c pass"]
+    header = f"  {'':<10}" + "".join(f"{rt.label:>16}" for rt in runtimes)
+    if len(runtimes) == 2:
+        header += f"{'lxc/old':>10}"
+    print(header)
+    for k in OPS:
+        line = f"  {k:<10}" + "".join(f"{med[rt.label][k] * 1000:13.1f} ms" for rt in runtimes)
+        if len(runtimes) == 2:
+            ratio = med["lxc"][k] / med[runtimes[1].label][k]
+            line += f"{ratio:9.2f}x"
+        print(line)
+    for rt in runtimes:
+        rss = statistics.median(m[0] for m in rt.mem) / 1024
+        pss = statistics.median(m[1] for m in rt.mem) / 1024
+        procs = statistics.median(m[2] for m in rt.mem)
+        print(
+            f"  idle machine memory ({rt.label}): RSS {rss:.1f} MB, PSS {pss:.1f} MB, "
+            f"{procs:.0f} processes"
+        )
+    ready = med["lxc"]["start"]
     print(
-        f"run true / python -c pass = {med['run true'] / med['python -c pass']:.2f}x; "
-        f"overhead beyond interpreter start = {overhead * 1000:.1f} ms"
+        f"  target: LXC start-to-ready (systemd running) median {ready:.2f} s <= 1.5 s: "
+        f"{'met' if ready <= 1.5 else 'NOT met'}"
     )
-    checks = [
-        ("create < 1 s", med["create"] < 1.0),
-        ("clone < 1 s", med["clone"] < 1.0),
-        ("run overhead (run - python start) < 50 ms", overhead < 0.05),
-        ("run true < 50 ms absolute", med["run true"] < 0.05),
-    ]
-    for label, ok in checks:
-        print(f"  target {label}: {'met' if ok else 'NOT met'}")
+    if len(runtimes) == 2:
+        slower = [k for k in OPS if med["lxc"][k] > med[runtimes[1].label][k]]
+        print(
+            "  target: no step slower than the old runtime: "
+            + ("met" if not slower else "NOT met for " + ", ".join(slower))
+        )
     return 0
 
 

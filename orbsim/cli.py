@@ -47,13 +47,14 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "sim-prepare": (),
     "sim-import-rootfs": (),
     "sim-gc": (),
+    "doctor": (),
 }
 CANON: dict[str, str] = {}
 for _c, _as in ALIASES.items():
     CANON[_c] = _c
     for _a in _as:
         CANON[_a] = _c
-HIDDEN = {"sim-prepare", "sim-import-rootfs", "sim-gc", "help"}
+HIDDEN = {"sim-prepare", "sim-import-rootfs", "sim-gc", "doctor", "help"}
 # (short, long, takes value, help)
 Flag = tuple[str, str, bool, str]
 FLAGS: dict[str, list[Flag]] = {
@@ -108,6 +109,7 @@ USAGE: dict[str, str] = {
     "sim-prepare": "sim-prepare",
     "sim-import-rootfs": "sim-import-rootfs IMAGE TARBALL",
     "sim-gc": "sim-gc",
+    "doctor": "doctor",
 }
 SHORT: dict[str, str] = {
     "create": "Create a new machine",
@@ -481,6 +483,8 @@ def cmd_info(ctx: Ctx, argv: list[str]) -> int:
         lines.append(f"Disk usage: {si_size(size)}")
     if "ip4" in info:
         lines += [f"IPv4: {info['ip4']}", f"IPv6: {info['ip6']}"]
+    if rec.get("substituted"):  # orbsim only: never substitute an image silently
+        lines += ["", f"orbsim: {rec['substituted']}"]
     Out.out("\n".join(lines) + "\n")
     return 0
 
@@ -930,18 +934,29 @@ def cmd_sim_import_rootfs(ctx: Ctx, argv: list[str]) -> int:
 
 
 def cmd_sim_gc(ctx: Ctx, argv: list[str]) -> int:
+    from . import net
     from . import state as S
-    from .machines import kill_strays
+    from .machines import reap_machine
 
     with S.transaction(ctx.home) as t:
         ids = list(t.st["machines"])
-    mdir = ctx.home / "machines"
-    if mdir.is_dir():
-        for d in mdir.iterdir():
-            if d.name not in ids:
-                kill_strays(ctx.home, d.name)
+    for sub in ("machines", "lxc"):
+        d = ctx.home / sub
+        if d.is_dir():
+            for m in d.iterdir():
+                if m.name not in ids:
+                    reap_machine(ctx.home, m.name)
     S.empty_trash(ctx.home)
+    net.gc()
     return 0
+
+
+def cmd_doctor(ctx: Ctx, argv: list[str]) -> int:
+    from . import doctor
+
+    _, pos = parse_flags("doctor", argv)
+    check_args(pos, 0, 0)
+    return doctor.main()
 
 
 HANDLERS: dict[str, Callable[[Ctx, list[str]], int]] = {
@@ -968,6 +983,7 @@ HANDLERS: dict[str, Callable[[Ctx, list[str]], int]] = {
     "sim-prepare": cmd_sim_prepare,
     "sim-import-rootfs": cmd_sim_import_rootfs,
     "sim-gc": cmd_sim_gc,
+    "doctor": cmd_doctor,
 }
 
 

@@ -244,9 +244,10 @@ def apply_user_data(ctx: Ctx, rec: dict[str, Any], default_user: str, data: dict
         _note(ctx.home, rec["id"], f"cloud-init: key {k!r} is not applied by orbsim")
     shim = base64.b64encode(SHIM.encode()).decode()
     guest_root_sh(
+        ctx.home,
         rec,
         f"printf %s {_q(shim)} | base64 -d > /usr/local/bin/cloud-init && "
         "chmod 755 /usr/local/bin/cloud-init",
     )
-    res = guest_root_sh(rec, script, timeout=1800)
+    res = guest_root_sh(ctx.home, rec, script, timeout=1800)
     _note(ctx.home, rec["id"], f"cloud-init: user-data applied (exit {res.returncode})")

@@ -1,56 +1,61 @@
-"""Machine lifecycle: holders, create/start/stop/delete/rename/clone/export/import.
+"""Machine lifecycle: create/start/stop/delete/rename/clone/export/import, on LXC.
 
-A machine is ``$ORBSIM_HOME/machines/<id>/`` with ``upper/`` and ``work/`` (its overlay layers
-over a read-only lower root filesystem), ``merged/`` (mount point, only used inside the holder's
-private mount namespace) and ``console.log``.  A *running* machine is a holder process (see
-``holder.py``) that is PID 1 of the machine's PID namespace; everything run in the machine
-enters its namespaces with ``nsenter``.
+A machine is ``$ORBSIM_HOME/machines/<id>/`` with ``upper/`` (its own overlay layer over a
+read-only lower root filesystem: the cached base of its release, or an imported root),
+``olwork/`` (overlayfs' work directory, made by LXC), ``console.log`` (the machine's console,
+written by LXC, plus orbsim's own notes) and ``lxc.log``; its LXC container is
+``$ORBSIM_HOME/lxc/<id>/config`` (see ``lxc.py``), generated at each start.  A *running*
+machine is a running container; its record's ``holder`` is the identity (host pid + start
+time) of the container's init process (systemd), so a machine whose init died is ``stopped``
+and a recycled pid is never taken for it.  Everything run in a machine goes through
+``lxc-attach``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import faults, rootfs
+from . import faults, lxc, net, rootfs
 from . import state as S
 from .ctx import Ctx
 from .distros import valid_name
 from .errors import HostUnsupported, SimError
 
-HOLDER = str(Path(__file__).with_name("holder.py"))
-HOLDER_READY_TIMEOUT = 20.0
 WAIT_TIMEOUT = 120.0
 ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Ubuntu's /etc/environment PATH (what most OrbStack users see), without /snap/bin
 USER_PATH = (
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/games:/usr/local/games"
 )
+HOST_TOOLS = ("lxc-start", "lxc-attach", "lxc-stop", "lxc-info", "nft", "dnsmasq", "ip", "tar")
 
 
 # ---------------------------------------------------------------- host checks
 
 
 def host_problem() -> str | None:
-    """Why machines cannot run here, or None."""
+    """Why machines cannot run here, or None (``orbsim doctor`` says more)."""
     if not sys.platform.startswith("linux"):
         return f"orbsim needs Linux (this is {sys.platform})"
     if os.geteuid() != 0:
-        return "orbsim needs root (user namespaces are not implemented)"
-    for tool in ("unshare", "nsenter", "tar"):
+        return "orbsim needs root (LXC privileged containers); run `orbsim doctor`"
+    for tool in HOST_TOOLS:
         if not shutil.which(tool):
-            return f"{tool} is not installed"
+            return (
+                f"{tool} is not installed (apt-get install --no-install-recommends lxc); "
+                "run `orbsim doctor`"
+            )
+    if not os.path.exists(lxc.COMMON_CONF):
+        return f"{lxc.COMMON_CONF} is missing (reinstall lxc); run `orbsim doctor`"
     if not rootfs.base_available(S.cache_home()) and not shutil.which("debootstrap"):
         return "debootstrap is not installed and no base root filesystem is cached"
     return None
@@ -92,23 +97,11 @@ def public_record(rec: S.Record, state: str | None = None) -> dict[str, Any]:
 
 
 def ip6_for(mid: str) -> str:
+    import hashlib
+
     h = hashlib.sha256(mid.encode()).hexdigest()
     groups = [int(h[0:4], 16), int(h[4:6] + "ff", 16), int("fe" + h[6:8], 16), int(h[8:12], 16)]
     return "fd07:b51a:cc66:0:" + ":".join(f"{g:x}" for g in groups)
-
-
-def alloc_ip4(st: S.State, rec: S.Record) -> str:
-    used = {
-        r.get("ip4")
-        for r in st["machines"].values()
-        if r is not rec and r.get("ip4") and r["state"] != "stopped"
-    }
-    h = int(hashlib.sha256(rec["id"].encode()).hexdigest()[:8], 16)
-    for i in range(238):
-        cand = f"192.168.139.{10 + (h + i) % 238}"
-        if cand not in used:
-            return cand
-    return f"192.168.139.{10 + h % 238}"
 
 
 def lower_size(lower: Path) -> int:
@@ -153,160 +146,193 @@ def _note(home: Path, mid: str, msg: str) -> None:
         f.write(f"[orbsim {time.strftime('%H:%M:%S')}] {msg}\n")
 
 
-# ---------------------------------------------------------------- holders
+# ---------------------------------------------------------------- identity (upper layer)
 
 
-def find_strays(home: Path, mid: str) -> list[int]:
-    """Holder processes for this machine's upper dir (recorded or not)."""
-    needle = b"\0--upper\0" + str(S.machine_dir(home, mid) / "upper").encode() + b"\0"
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if b"holder.py" in cmd and needle in cmd + b"\0":
-            pids.append(int(entry))
-    return pids
+def _layered(rel: str, upper: Path, lower: Path) -> Path | None:
+    """The file the machine sees at ``rel`` (upper layer first), when it is a regular file."""
+    for layer in (upper, lower):
+        p = layer / rel
+        if p.is_symlink():
+            return None
+        if p.exists():
+            return p
+    return None
 
 
-def kill_strays(home: Path, mid: str) -> None:
-    pids = [p for p in find_strays(home, mid) if S.proc_start_time(p) is not None]
-    for p in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p, signal.SIGKILL)
-    _wait(lambda: all(S.proc_start_time(p) is None for p in pids), 10)
+def hosts_text(current: str, name: str) -> str:
+    lines = [ln for ln in current.splitlines() if not ln.rstrip().endswith("# orbsim")]
+    if not any(ln.split()[:1] == ["127.0.0.1"] for ln in lines if ln.strip()):
+        lines.insert(0, "127.0.0.1\tlocalhost")
+    if not any("ip6-localhost" in ln for ln in lines):
+        lines.append("::1\t\tlocalhost ip6-localhost ip6-loopback")
+    lines.append(f"127.0.1.1\t{name}.orb.local {name} # orbsim")
+    return "\n".join(lines) + "\n"
 
 
-def start_holder(ctx: Ctx, rec: S.Record) -> dict[str, Any]:
-    home = ctx.home
-    mdir = S.machine_dir(home, rec["id"])
+def new_machine_id() -> str:
+    return os.urandom(16).hex() + "\n"
+
+
+def write_identity(upper: Path, lower: Path, name: str, dns: str | None) -> None:
+    """Hostname, /etc/hosts line, resolver and (if it has none yet) a machine-id of its own,
+    written into the machine's upper layer while it is stopped."""
+    etc = upper / "etc"
+    if not etc.is_dir():
+        etc.mkdir(parents=True)
+        with contextlib.suppress(OSError):
+            st = (lower / "etc").stat()
+            os.chmod(etc, st.st_mode & 0o7777)
+    (etc / "hostname").unlink(missing_ok=True)
+    (etc / "hostname").write_text(name + "\n")
+    src = _layered("etc/hosts", upper, lower)
+    cur = src.read_text(errors="replace") if src else ""
+    if (etc / "hosts").is_symlink():
+        (etc / "hosts").unlink()
+    (etc / "hosts").write_text(hosts_text(cur, name))
+    if dns:
+        resolv = etc / "resolv.conf"
+        if resolv.is_symlink() or resolv.exists():
+            resolv.unlink()
+        resolv.write_text(f"# orbsim's DNS on its bridge\nnameserver {dns}\nsearch orb.local\n")
+    mid_file = etc / "machine-id"
+    try:
+        have = mid_file.read_text().strip() if not mid_file.is_symlink() else ""
+    except OSError:
+        have = ""
+    if len(have) != 32:
+        if mid_file.is_symlink() or mid_file.exists():
+            mid_file.unlink()
+        mid_file.write_text(new_machine_id())
+        mid_file.chmod(0o444)
+
+
+def reset_identity(upper: Path) -> None:
+    """A clone (or an imported machine) is a new machine: new machine-id, no random seed,
+    no dbus id; the hostname is rewritten at its first start."""
+    etc = upper / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    mid_file = etc / "machine-id"
+    if mid_file.is_symlink() or mid_file.exists():
+        mid_file.unlink()
+    mid_file.write_text(new_machine_id())
+    mid_file.chmod(0o444)
+    for rel in ("var/lib/dbus/machine-id", "var/lib/systemd/random-seed"):
+        p = upper / rel
+        if p.is_symlink() or p.exists():
+            p.unlink()
+
+
+def _has_init(upper: Path, lower: Path) -> bool:
+    return any(os.path.lexists(layer / "sbin/init") for layer in (upper, lower))
+
+
+NO_INIT = (
+    "#!/bin/sh\n# orbsim: this root filesystem has no /sbin/init\n"
+    "trap 'exit 0' PWR TERM INT\nwhile :; do sleep 3600 & wait $!; done\n"
+)
+
+
+# ---------------------------------------------------------------- the engine
+
+
+def _restore_lower(ctx: Ctx, rec: S.Record) -> Path:
     lower = Path(rec["lower"])
-    if not (lower / "etc").is_dir():
-        if lower.parent.parent == ctx.cache / "base" or lower == rootfs.base_paths(ctx.cache)[1]:
-            # the shared base was deleted (or replaced by a newer base version): restore/rebuild
-            # it and use it; the machine's own changes live in its upper layer
-            lower = rootfs.ensure_base(ctx.cache)
-            with S.transaction(home) as t:
-                r = t.st["machines"].get(rec["id"])
-                if r is not None:
-                    r["lower"] = str(lower)
-        else:
-            raise SimError(f"start '{rec['name']}': root filesystem missing: {lower}")
-    for sub in ("upper", "work", "merged"):
-        (mdir / sub).mkdir(parents=True, exist_ok=True)
-    kill_strays(home, rec["id"])
-    r, w = os.pipe()
-    log = open(console_log(home, rec["id"]), "ab")  # noqa: SIM115
-    argv = [
-        "unshare",
-        "--mount",
-        "--uts",
-        "--ipc",
-        "--pid",
-        "--fork",
-        "--propagation",
-        "private",
-        "--",
-        sys.executable,
-        "-I",
-        "-S",
-        HOLDER,
-        "--name",
-        rec["name"],
-        "--lower",
-        str(lower),
-        "--upper",
-        str(mdir / "upper"),
-        "--work",
-        str(mdir / "work"),
-        "--merged",
-        str(mdir / "merged"),
-        "--ready-fd",
-        str(w),
-    ]
+    if (lower / "etc").is_dir():
+        return lower
+    if lower.parent.parent == ctx.cache / "base":
+        # the shared base was deleted: restore/rebuild it (same release); the machine's own
+        # changes live in its upper layer
+        suite = rec.get("suite") or rootfs.SUITE
+        lower = rootfs.ensure_base(ctx.cache, suite=suite)
+        with S.transaction(ctx.home) as t:
+            r = t.st["machines"].get(rec["id"])
+            if r is not None:
+                r["lower"] = str(lower)
+        return lower
+    raise SimError(f"start '{rec['name']}': root filesystem missing: {lower}")
+
+
+def start_machine(ctx: Ctx, rec: S.Record) -> tuple[dict[str, Any], str]:
+    """Boot the machine's container and wait until it is ready; return (init ident, ip4).
+
+    Nothing is left behind when this fails (container stopped, address released).
+    """
+    home, mid = ctx.home, rec["id"]
+    mdir = S.machine_dir(home, mid)
+    lower = _restore_lower(ctx, rec)
+    upper = mdir / "upper"
+    upper.mkdir(parents=True, exist_ok=True)
+    lxc.reap(lxc.lxcpath(home), mid)  # a container a killed orbsim left running
+    init: dict[str, Any] | None = None
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            pass_fds=(w,),
+        addr = net.acquire(home, lxc.lxcpath(home), mid, rec["name"])
+        write_identity(upper, lower, rec["name"], addr["dns"])
+        init_cmd = None
+        if not _has_init(upper, lower):
+            (upper / ".orbsim-init").write_text(NO_INIT)
+            (upper / ".orbsim-init").chmod(0o755)
+            init_cmd = "/.orbsim-init"
+        lxc.write_config(
+            home,
+            mid,
+            name=rec["name"],
+            lower=lower,
+            upper=upper,
+            arch=rec["image"].get("arch", "amd64"),
+            net=addr,
+            console_log=console_log(home, mid),
+            init_cmd=init_cmd,
         )
-    finally:
-        os.close(w)
-        log.close()
-    buf = b""
-    deadline = time.monotonic() + HOLDER_READY_TIMEOUT
-    try:
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            ready, _, _ = select.select([r], [], [], left)
-            if not ready:
-                break
-            chunk = os.read(r, 4096)
-            if not chunk:
-                break
-            buf += chunk
-    finally:
-        os.close(r)
-    line = buf.decode(errors="replace").strip()
-    if line.startswith("READY "):
-        pid = int(line.split()[1])
-        start = S.proc_start_time(pid)
-        if start is not None:
-            return {
-                "pid": pid,
-                "start": start,
-                "unshare": {"pid": proc.pid, "start": S.proc_start_time(proc.pid)},
-            }
-        line = "holder exited right after starting"
-    # failed: make sure nothing is left behind
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
-    kill_strays(home, rec["id"])
-    detail = line or "no answer from the holder"
-    _note(home, rec["id"], f"start failed: {detail}")
-    raise SimError(f"start: machine did not start: {rec['name']} - stopped", detail)
+        init = lxc.start(home, mid, mdir / "lxc.log")
+        net.started(home, mid, init)
+        with S.transaction(home) as t:  # visible as ``starting`` with a live init from now on
+            r = t.st["machines"].get(mid)
+            if r is not None:
+                r["holder"], r["ip4"] = init, addr["ip"]
+        word = lxc.wait_ready(home, mid, init)
+        if word != "running":
+            _note(home, mid, f"booted: systemd is {word}")
+        return init, addr["ip"]
+    except BaseException as exc:
+        _note(home, mid, f"start failed: {exc}")
+        lxc.stop(home, mid, init, kill=True)
+        net.release(home, mid)
+        if isinstance(exc, SimError) and not exc.msg.startswith(("start", "create", "machine")):
+            raise SimError(
+                f"start: machine did not start: {rec['name']} - stopped", exc.msg
+            ) from None
+        raise
 
 
-def stop_holder(home: Path, rec: S.Record) -> None:
-    holder = rec.get("holder")
-    if holder and S.alive(holder):
-        S.kill_ident(holder, signal.SIGTERM)
-        if not _wait(lambda: not S.alive(holder), 4.0):
-            S.kill_ident(holder, signal.SIGKILL)
-            _wait(lambda: not S.alive(holder), 10.0)
-    if holder:
-        # the unshare parent also lives in the machine's mount namespace: wait for it too
-        _wait(lambda: not S.alive(holder.get("unshare")), 5.0)
-    kill_strays(home, rec["id"])
+def stop_machine(home: Path, rec: S.Record, *, kill: bool = False) -> None:
+    """Stop the container (clean unless ``kill``) and free its address."""
+    lxc.stop(home, rec["id"], rec.get("holder"), kill=kill)
+    net.release(home, rec["id"])
+
+
+def reap_machine(home: Path, mid: str) -> None:
+    """No container of this machine runs and its address is free (after a crash, a discard)."""
+    lxc.reap(lxc.lxcpath(home), mid)
+    net.release(home, mid)
 
 
 # ---------------------------------------------------------------- executing in machines
 
 
-def nsenter_argv(pid: int, inner: Sequence[str]) -> list[str]:
-    return ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-p", "-r", "-w", "--", *inner]
-
-
 def guest_root_sh(
-    rec: S.Record, script: str, *args: str, stdin: bytes | None = None, timeout: float = 600
+    home: Path,
+    rec: S.Record,
+    script: str,
+    *args: str,
+    stdin: bytes | None = None,
+    timeout: float = 600,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run a shell script as root in a running machine, capturing its output."""
-    holder = rec["holder"]
     env = {"PATH": ROOT_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root", "LANG": "C.UTF-8"}
     env["DEBIAN_FRONTEND"] = "noninteractive"
     return subprocess.run(
-        nsenter_argv(holder["pid"], ["/bin/sh", "-c", script, "sh", *args]),
+        lxc.attach_argv(home, rec["id"], ["/bin/sh", "-c", script, "sh", *args]),
         input=stdin if stdin is not None else b"",
         capture_output=True,
         env=env,
@@ -372,7 +398,7 @@ def start_one(ctx: Ctx, key: str, *, inject: bool = True) -> None:
             ctx.inject(rec["name"])
         else:
             faults.sleep_latency("start")
-        holder = start_holder(ctx, rec)
+        holder, ip4 = start_machine(ctx, rec)
     except BaseException:
         with S.transaction(ctx.home) as t:
             r = t.st["machines"].get(rec["id"])
@@ -381,12 +407,12 @@ def start_one(ctx: Ctx, key: str, *, inject: bool = True) -> None:
         raise
     with S.transaction(ctx.home) as t:
         r = t.st["machines"].get(rec["id"])
-        if r is None:  # deleted under our feet (cannot normally happen)
-            S.kill_ident(holder)
-            raise _not_found(key)
-        r["state"], r["owner"], r["holder"] = "running", None, holder
-        r["ip4"] = alloc_ip4(t.st, r)
-        t.st["running"] = True
+        if r is not None:
+            r["state"], r["owner"], r["holder"], r["ip4"] = "running", None, holder, ip4
+            t.st["running"] = True
+    if r is None:  # deleted under our feet (cannot normally happen)
+        reap_machine(ctx.home, rec["id"])
+        raise _not_found(key)
 
 
 def stop_one(ctx: Ctx, key: str) -> None:
@@ -411,7 +437,7 @@ def stop_one(ctx: Ctx, key: str) -> None:
         _settle(ctx, mid)
     try:
         ctx.inject(rec["name"])
-        stop_holder(ctx.home, rec)
+        stop_machine(ctx.home, rec)
     except BaseException:
         with S.transaction(ctx.home) as t:
             r = t.st["machines"].get(rec["id"])
@@ -502,14 +528,6 @@ fi
 """
 
 
-def resolve_lower(ctx: Ctx, st: S.State, image: dict[str, str]) -> Path:
-    key = f"{image['distro']}:{image['version']}:{image['arch']}"
-    path = (st.get("images") or {}).get(key)
-    if path and (Path(path) / "etc").is_dir():
-        return Path(path)
-    return rootfs.ensure_base(ctx.cache)
-
-
 def create(
     ctx: Ctx,
     name: str,
@@ -578,16 +596,22 @@ def _create_work(ctx: Ctx, mid: str, user: str, user_data: Any, password: str | 
             rec = t.st["machines"][mid]
             name = rec["name"]
         ctx.inject(name)
-        lower = resolve_lower(ctx, S.read(ctx.home), rec["image"])
+        from . import images
+
+        src = images.resolve(ctx, S.read(ctx.home), rec["image"])
+        if src.note:
+            _note(ctx.home, mid, src.note)
         with S.transaction(ctx.home) as t:
             rec = t.st["machines"][mid]
-            rec["lower"] = str(lower)
-        holder = start_holder(ctx, rec)
+            rec["lower"], rec["suite"], rec["source"] = str(src.path), src.suite, src.label
+            if src.substituted:
+                rec["substituted"] = src.note
+        holder, ip4 = start_machine(ctx, rec)
         with S.transaction(ctx.home) as t:
             rec = t.st["machines"][mid]
-            rec["holder"] = holder
+            rec["holder"], rec["ip4"] = holder, ip4
         _note(ctx.home, mid, "provisioning")
-        res = guest_root_sh(rec, PROVISION, user)
+        res = guest_root_sh(ctx.home, rec, PROVISION, user)
         if res.returncode != 0:
             raise SimError(
                 f"create '{rec['name']}': setup: do initial setup: "
@@ -595,7 +619,7 @@ def _create_work(ctx: Ctx, mid: str, user: str, user_data: Any, password: str | 
             )
         if password:
             lines = f"root:{password}\n" + (f"{user}:{password}\n" if user != "root" else "")
-            guest_root_sh(rec, "chpasswd", stdin=lines.encode())
+            guest_root_sh(ctx.home, rec, "chpasswd", stdin=lines.encode())
         if user_data is not None:
             from .cloudinit import apply_user_data
 
@@ -603,7 +627,6 @@ def _create_work(ctx: Ctx, mid: str, user: str, user_data: Any, password: str | 
         with S.transaction(ctx.home) as t:
             r = t.st["machines"][mid]
             r["state"], r["owner"] = "running", None
-            r["ip4"] = alloc_ip4(t.st, r)
             t.st["running"] = True
             if t.st.get("default") not in t.st["machines"]:
                 t.st["default"] = mid
@@ -618,9 +641,8 @@ def _abort(ctx: Ctx, mid: str) -> None:
     with S.transaction(ctx.home) as t:
         rec = t.st["machines"].get(mid)
         if rec is not None:
-            stop_holder(ctx.home, rec)
             t.discard_machine(rec)
-    kill_strays(ctx.home, mid)
+    reap_machine(ctx.home, mid)
 
 
 # ---------------------------------------------------------------- delete
@@ -674,7 +696,7 @@ def _delete_one(ctx: Ctx, mid: str, all_: bool) -> None:
                 r["owner"] = None
                 r["state"] = "running" if S.alive(r.get("holder")) else "stopped"
         raise
-    stop_holder(ctx.home, rec)
+    stop_machine(ctx.home, rec, kill=True)  # its data is thrown away: no clean shutdown
     with S.transaction(ctx.home) as t:
         r = t.st["machines"].get(mid)
         if r is not None:
@@ -706,16 +728,16 @@ def rename(ctx: Ctx, old: str, new: str) -> None:
         rec["name"] = new
         holder = rec.get("holder") if rec["state"] == "running" else None
     if holder and S.alive(holder):
-        from .holder import _write_identity
-
+        # a running machine follows at once: /etc/hostname, /etc/hosts, the kernel hostname
+        # and its DNS name (a stopped one gets them written at its next start)
+        root = Path(f"/proc/{holder['pid']}/root")
         with contextlib.suppress(OSError):
-            _write_identity(f"/proc/{holder['pid']}/root", new)
-        hostname_bin = shutil.which("hostname") or "/bin/hostname"
-        subprocess.run(
-            ["nsenter", "-t", str(holder["pid"]), "-u", "--", hostname_bin, new],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-        )
+            (root / "etc/hostname").write_text(new + "\n")
+            hosts = root / "etc/hosts"
+            hosts.write_text(hosts_text(hosts.read_text(errors="replace"), new))
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            guest_root_sh(ctx.home, rec, 'hostname "$1"', new, timeout=30)
+        net.rename(ctx.home, rec["id"], new)
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
@@ -761,6 +783,9 @@ def clone(ctx: Ctx, old: str, new: str) -> int:
             "lower": src["lower"],
             "created": time.time(),
         }
+        for k in ("suite", "source", "substituted"):
+            if src.get(k):
+                rec[k] = src[k]
         t.st["machines"][mid] = rec
         src_id = src["id"]
     S.machine_dir(ctx.home, mid).mkdir(parents=True, exist_ok=True)
@@ -777,8 +802,8 @@ def clone(ctx: Ctx, old: str, new: str) -> int:
             src_upper = S.machine_dir(ctx.home, src_id) / "upper"
             if src_upper.exists():
                 _copy_tree(src_upper, mdir / "upper")
-            for sub in ("upper", "work", "merged"):
-                (mdir / sub).mkdir(exist_ok=True)
+            (mdir / "upper").mkdir(exist_ok=True)
+            reset_identity(mdir / "upper")  # own machine-id; hostname written at its start
             with S.transaction(ctx.home) as t:
                 r = t.st["machines"][mid]
                 r["state"], r["owner"] = "stopped", None
@@ -978,8 +1003,8 @@ def import_(ctx: Ctx, archive: Path, name: str | None) -> None:
         for sub in ("proc", "sys", "dev", "run", "tmp"):
             (imgdir / "rootfs" / sub).mkdir(exist_ok=True)
         mdir = S.machine_dir(ctx.home, mid)
-        for sub in ("upper", "work", "merged"):
-            (mdir / sub).mkdir(parents=True, exist_ok=True)
+        (mdir / "upper").mkdir(parents=True, exist_ok=True)
+        reset_identity(mdir / "upper")  # an imported machine is a new machine
         with S.transaction(ctx.home) as t:
             r = t.st["machines"][mid]
             r["state"], r["owner"], r["lower"] = "stopped", None, str(imgdir / "rootfs")

@@ -1,17 +1,20 @@
-"""The shared base root filesystem (a Debian bookworm minbase) and imported root filesystems.
+"""The shared base root filesystems (one Debian minbase + systemd per release) and imports.
 
 Cache layout (``$ORBSIM_CACHE``, default ``$XDG_CACHE_HOME/orbsim`` or ``~/.cache/orbsim``)::
 
-    base.lock                              filelock guarding builds/restores
-    base/debian-bookworm-<arch>-v1/rootfs/ the extracted base (read-only overlay lower layer)
-    base/debian-bookworm-<arch>-v1/ok      marker written last: the base is complete
-    base/debian-bookworm-<arch>-v1.tar.zst compressed copy (``.tar.gz`` without zstd) used to
-                                           restore a deleted rootfs without network
-    base/.build-*                          temporary build dirs (renamed into place atomically)
+    base.lock                                filelock guarding builds/restores
+    base/debian-<suite>-<arch>-v4/rootfs/    the extracted base (read-only overlay lower layer)
+    base/debian-<suite>-<arch>-v4/ok         marker written last: the base is complete
+    base/debian-<suite>-<arch>-v4.tar.zst    compressed copy (``.tar.gz`` without zstd) used to
+                                             restore a deleted rootfs without network
+    base/.build-*                            temporary build dirs (renamed into place atomically)
 
-The base is built once with ``debootstrap --variant=minbase
---include=sudo,iproute2,procps,ca-certificates,curl bookworm DIR $ORBSIM_MIRROR``
-(curl because OrbStack's own setup installs it in Debian/Ubuntu machines).
+Each Debian release (bullseye, bookworm, trixie, ...) is built once with ``debootstrap
+--variant=minbase --include=INCLUDE SUITE DIR $ORBSIM_MIRROR``: systemd as init (booted as
+PID 1 by LXC), dbus, iproute2, sudo, procps, ca-certificates and curl (OrbStack's own setup
+installs curl in Debian/Ubuntu machines).  Per-machine identity (machine-id, hostname) is not
+baked in: orbsim writes it into each machine's own upper layer.  v4 = the first base with
+systemd; older bases (v3, no init) are never reused.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-BASE_VERSION = "v3"
-SUITE = "bookworm"
-# curl: OrbStack's setup installs it on Debian/Ubuntu machines (apt-get install -y curl)
-INCLUDE = "sudo,iproute2,procps,ca-certificates,curl"
+BASE_VERSION = "v4"
+SUITE = "bookworm"  # Debian stable: the default, and the visible substitute for other distros
+# curl: OrbStack's setup installs it on Debian/Ubuntu machines (apt-get install -y curl);
+# systemd + systemd-sysv + dbus: systemd is PID 1 of every machine
+INCLUDE = "systemd,systemd-sysv,dbus,sudo,iproute2,iputils-ping,procps,ca-certificates,curl"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 
@@ -44,24 +48,24 @@ def _arch() -> str:
     return native_arch()
 
 
-def base_name() -> str:
-    return f"debian-{SUITE}-{_arch()}-{BASE_VERSION}"
+def base_name(suite: str = SUITE) -> str:
+    return f"debian-{suite}-{_arch()}-{BASE_VERSION}"
 
 
-def base_paths(cache: Path) -> tuple[Path, Path, Path]:
+def base_paths(cache: Path, suite: str = SUITE) -> tuple[Path, Path, Path]:
     """(directory, rootfs, marker)"""
-    d = cache / "base" / base_name()
+    d = cache / "base" / base_name(suite)
     return d, d / "rootfs", d / "ok"
 
 
-def base_ready(cache: Path) -> bool:
-    _, rootfs, marker = base_paths(cache)
+def base_ready(cache: Path, suite: str = SUITE) -> bool:
+    _, rootfs, marker = base_paths(cache, suite)
     return marker.exists() and (rootfs / "etc").is_dir()
 
 
-def base_available(cache: Path) -> bool:
+def base_available(cache: Path, suite: str = SUITE) -> bool:
     """The base is extracted, or can be restored from its tarball without network."""
-    return base_ready(cache) or any(t.exists() for t in _tarballs(cache))
+    return base_ready(cache, suite) or any(t.exists() for t in _tarballs(cache, suite))
 
 
 def compressor() -> tuple[list[str], str]:
@@ -86,9 +90,9 @@ def decompress_opts(path: Path) -> list[str]:
     return []
 
 
-def _tarballs(cache: Path) -> list[Path]:
+def _tarballs(cache: Path, suite: str = SUITE) -> list[Path]:
     d = cache / "base"
-    return [d / (base_name() + sfx) for sfx in (".tar.zst", ".tar.gz")]
+    return [d / (base_name(suite) + sfx) for sfx in (".tar.zst", ".tar.gz")]
 
 
 def _log(msg: str) -> None:
@@ -108,12 +112,13 @@ def _run(argv: list[str], log_path: Path | None = None) -> None:
         raise RootfsError(f"{' '.join(argv[:3])}… failed with exit code {proc.returncode}{hint}")
 
 
-def configure_base(root: Path, mirror_url: str) -> None:
+def configure_base(root: Path, mirror_url: str, suite: str = SUITE) -> None:
     """One-time configuration so machines work offline and per machine."""
     (root / "etc/apt/sources.list").write_text(
-        f"deb {mirror_url} {SUITE} main\ndeb {mirror_url} {SUITE}-updates main\n"
+        f"deb {mirror_url} {suite} main\ndeb {mirror_url} {suite}-updates main\n"
     )
-    # hostname and the machine line of /etc/hosts are written by the holder at each start
+    prepare_systemd_root(root)
+    # hostname and the machine line of /etc/hosts are written into each machine's upper layer
     (root / "etc/hostname").unlink(missing_ok=True)
     (root / "etc/hosts").write_text(
         "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n"
@@ -123,14 +128,57 @@ def configure_base(root: Path, mirror_url: str) -> None:
     resolv = root / "etc/resolv.conf"
     if resolv.is_symlink():
         resolv.unlink()
-    resolv.write_text("# replaced by the host's resolv.conf while the machine runs\n")
+    resolv.write_text("# written into each machine at start (orbsim's DNS on its bridge)\n")
     for deb in (root / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
     for binf in (root / "var/cache/apt").glob("*.bin"):
         binf.unlink()
-    (root / "etc/machine-id").write_text("")
     (root / "etc/sudoers.d").mkdir(exist_ok=True)
-    (root / "etc/orbsim-release").write_text(f"orbsim base {base_name()} built {time.ctime()}\n")
+    (root / "etc/orbsim-release").write_text(
+        f"orbsim base {base_name(suite)} built {time.ctime()}\n"
+    )
+
+
+# units that make no sense in a machine whose network, clock and consoles the host manages
+MASK = (
+    "systemd-networkd-wait-online.service",
+    "systemd-timesyncd.service",
+    "console-getty.service",
+    "getty@.service",
+    "container-getty@.service",
+    "systemd-firstboot.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+)
+
+
+def prepare_systemd_root(root: Path) -> None:
+    """Make a root filesystem fit to boot as an orbsim machine (idempotent).
+
+    * no machine identity baked in: empty ``/etc/machine-id``, no ``/var/lib/dbus/machine-id``
+      (systemd reads it first), no random seed, no ``/etc/hostname``; orbsim writes a fresh
+      machine-id and the hostname into every machine's (and clone's) own upper layer;
+    * the network is configured by LXC before init runs (static address from orbsim's
+      allocator, default route via orbsim's bridge), so the guest needs no DHCP client;
+    * masked: getty on the console (nobody logs in there), time sync (the host owns the
+      clock: CAP_SYS_TIME is dropped), wait-online, firstboot, apt's daily timers.
+    """
+    etc = root / "etc"
+    if (etc / "machine-id").exists() or (etc / "machine-id").is_symlink():
+        (etc / "machine-id").unlink()
+    (etc / "machine-id").write_text("")
+    for rel in ("var/lib/dbus/machine-id", "var/lib/systemd/random-seed", "etc/hostname"):
+        p = root / rel
+        if p.is_symlink() or p.exists():
+            p.unlink()
+    mask_dir = etc / "systemd/system"
+    if mask_dir.parent.is_dir():
+        mask_dir.mkdir(parents=True, exist_ok=True)
+        for unit in MASK:
+            link = mask_dir / unit
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to("/dev/null")
 
 
 def _tar_create(src: Path, out: Path, extra: list[str] | None = None) -> None:
@@ -171,22 +219,23 @@ def extract_tar(archive: Path, dest: Path, members: list[str] | None = None) -> 
     )
 
 
-def ensure_base(cache: Path, *, quiet: bool = False) -> Path:
-    """Return the base rootfs path, building or restoring it once (filelock-guarded)."""
-    d, rootfs, marker = base_paths(cache)
-    if base_ready(cache):
+def ensure_base(cache: Path, *, quiet: bool = False, suite: str = SUITE) -> Path:
+    """Return the base rootfs path of a Debian release, building or restoring it once."""
+    d, rootfs, marker = base_paths(cache, suite)
+    if base_ready(cache, suite):
         return rootfs
     from filelock import FileLock
 
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "base").mkdir(exist_ok=True)
     with FileLock(str(cache / "base.lock"), timeout=3600):
-        if base_ready(cache):
+        if base_ready(cache, suite):
             return rootfs
-        build = cache / "base" / f".build-{base_name()}-{os.getpid()}"
+        name = base_name(suite)
+        build = cache / "base" / f".build-{name}-{os.getpid()}"
         shutil.rmtree(build, ignore_errors=True)
         (build / "rootfs").mkdir(parents=True)
-        tarball = next((t for t in _tarballs(cache) if t.exists()), None)
+        tarball = next((t for t in _tarballs(cache, suite) if t.exists()), None)
         if tarball is not None:
             if not quiet:
                 _log(f"restoring base root filesystem from {tarball}")
@@ -198,27 +247,27 @@ def ensure_base(cache: Path, *, quiet: bool = False) -> Path:
                     "(apt-get install debootstrap)"
                 )
             if not quiet:
-                _log(f"building the base root filesystem with debootstrap ({SUITE} minbase)…")
+                _log(f"building the base root filesystem with debootstrap ({suite} minbase)…")
             m = mirror()
-            log = cache / "base" / f"{base_name()}.debootstrap.log"
+            log = cache / "base" / f"{name}.debootstrap.log"
             log.write_text("")
             _run(
                 [
                     "debootstrap",
                     "--variant=minbase",
                     f"--include={INCLUDE}",
-                    SUITE,
+                    suite,
                     str(build / "rootfs"),
                     m,
                 ],
                 log,
             )
-            configure_base(build / "rootfs", m)
+            configure_base(build / "rootfs", m, suite)
             _, sfx = compressor()
-            _tar_create(build / "rootfs", cache / "base" / (base_name() + sfx))
+            _tar_create(build / "rootfs", cache / "base" / (name + sfx))
         (build / "ok").write_text(f"{time.time()}\n")
         if d.exists():  # a broken leftover without marker: move it aside
-            aside = cache / "base" / f".broken-{base_name()}-{os.getpid()}"
+            aside = cache / "base" / f".broken-{name}-{os.getpid()}"
             os.rename(d, aside)
             shutil.rmtree(aside, ignore_errors=True)
         os.rename(build, d)

@@ -4,14 +4,16 @@ This module is on the CLI's hot path (``orbsim run -m X true``): it imports only
 ``json`` (via ``state``) and ``signal``; the heavy lifecycle module is imported only when the
 machine has to be started first.
 
-How a command is run: ``nsenter -t <holder> -m -u -i -p -r -w`` enters the machine (root and
-cwd of the holder), then, unless the user is root, the guest's own ``setpriv --reuid --regid
---init-groups`` drops to the user, and the user's login shell runs a tiny wrapper that changes
-to the working directory (falling back to ``/`` when it does not exist or is not accessible)
-and ``exec``s the argv (no shell interpretation of the arguments; ``-s`` runs them as a
-script).  The environment is a clean login-like one (HOME, USER, LOGNAME, SHELL, PATH) plus
-TERM*, COLORTERM, DISPLAY, DOCKER_*, proxy variables and the variables named in ``ORBENV``.
-stdin/stdout/stderr are inherited, the exit code is passed through (128+N for a signal).
+How a command is run: ``lxc-attach -P $ORBSIM_HOME/lxc -n <id> --keep-env`` enters the machine
+(all its namespaces, its cgroup, its capability bounding set and seccomp filter) with exactly
+the clean environment orbsim built (never the caller's), then, unless the user is root, the
+guest's own ``setpriv --reuid --regid --init-groups`` drops to the user, and the user's login
+shell runs a tiny wrapper that changes to the working directory (falling back to ``/`` when it
+does not exist or is not accessible) and ``exec``s the argv (no shell interpretation of the
+arguments; ``-s`` runs them as a script). The environment is a clean login-like one (HOME,
+USER, LOGNAME, SHELL, PATH) plus TERM*, COLORTERM, DISPLAY, DOCKER_*, proxy variables and the
+variables named in ``ORBENV``. stdin/stdout/stderr are inherited, the exit code is passed
+through (128+N for a signal).
 """
 
 from __future__ import annotations
@@ -109,9 +111,20 @@ def login_env(user: str, uid: int, home: str, shell: str) -> dict[str, str]:
     return env
 
 
+def attach_prefix(home: Path, mid: str) -> list[str]:
+    return [_lxc_attach(), "-P", str(home / "lxc"), "-n", mid, "--keep-env", "--"]
+
+
 def user_argv(
-    pid: int, user: str, workdir: str | None, argv: list[str], *, script: bool = False
+    home_dir: Path,
+    rec: S.Record,
+    user: str,
+    workdir: str | None,
+    argv: list[str],
+    *,
+    script: bool = False,
 ) -> tuple[list[str], dict[str, str]]:
+    pid = rec["holder"]["pid"]
     ent = passwd_entry(pid, user)
     if ent is None:
         raise SimError(f"unable to find user {user}: no matching entries in passwd file")
@@ -135,25 +148,25 @@ def user_argv(
             "--",
             *inner,
         ]
-    full = ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-p", "-r", "-w", "--", *inner]
+    full = [*attach_prefix(home_dir, rec["id"]), *inner]
     return full, login_env(user if not user.isdigit() else str(uid), uid, home, shell)
 
 
-_NSENTER: str | None = None
+_LXC_ATTACH: str | None = None
 
 
-def _nsenter() -> str:
-    global _NSENTER
-    if _NSENTER is None:
+def _lxc_attach() -> str:
+    global _LXC_ATTACH
+    if _LXC_ATTACH is None:
         for d in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
-            if os.access(f"{d}/nsenter", os.X_OK):
-                _NSENTER = f"{d}/nsenter"
+            if os.access(f"{d}/lxc-attach", os.X_OK):
+                _LXC_ATTACH = f"{d}/lxc-attach"
                 break
         else:
             import shutil
 
-            _NSENTER = shutil.which("nsenter") or "nsenter"
-    return _NSENTER
+            _LXC_ATTACH = shutil.which("lxc-attach") or "lxc-attach"
+    return _LXC_ATTACH
 
 
 def spawn_wait(argv: list[str], env: dict[str, str], stdin_fd: int | None = None) -> int:
@@ -161,7 +174,7 @@ def spawn_wait(argv: list[str], env: dict[str, str], stdin_fd: int | None = None
     kwargs: dict[str, Any] = {"setsigdef": (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE)}
     if stdin_fd is not None:
         kwargs["file_actions"] = [(os.POSIX_SPAWN_DUP2, stdin_fd, 0)]
-    pid = os.posix_spawn(_nsenter(), argv, env, **kwargs)
+    pid = os.posix_spawn(argv[0], argv, env, **kwargs)
 
     def forward(signum: int, frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -192,9 +205,8 @@ def run(
     argv: list[str],
 ) -> int:
     rec = running_machine(ctx, machine, cmd="run")
-    pid = rec["holder"]["pid"]
     user = user or rec["config"].get("default_username") or "root"
-    full, env = user_argv(pid, user, workdir, argv, script=script)
+    full, env = user_argv(ctx.home, rec, user, workdir, argv, script=script)
     sys.stdout.flush()
     return spawn_wait(full, env)
 
@@ -263,7 +275,7 @@ def push(ctx: Ctx, machine: str | None, args: list[str]) -> int:
             staged.append(f"{guest_stage}/{i}/{base}")
         if staged:
             full, env = user_argv(
-                rec["holder"]["pid"], user, home, ["cp", "-rf", *staged, _guest_path(dest)]
+                ctx.home, rec, user, home, ["cp", "-rf", *staged, _guest_path(dest)]
             )
             sys.stdout.flush()
             code = spawn_wait(full, env, stdin_fd=os.open(os.devnull, os.O_RDONLY))
@@ -283,7 +295,8 @@ def pull(ctx: Ctx, machine: str | None, args: list[str]) -> int:
     guest_stage, host_stage = _staging(rec, uid, gid, "pull")
     try:
         full, env = user_argv(
-            rec["holder"]["pid"],
+            ctx.home,
+            rec,
             user,
             home,
             ["cp", "-rf", *[_guest_path(s) for s in srcs], guest_stage + "/"],

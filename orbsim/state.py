@@ -10,8 +10,13 @@ machine really is:
 * ``creating`` / ``deleting`` with a dead owner: the operation failed half way; the machine is
   treated as gone and the next transaction removes its record and directory (the real server
   deletes a machine whose create failed).  ``delete NAME`` still accepts such a name.
-* ``starting`` / ``stopping`` / ``running`` with a dead owner: ``running`` if the holder process
-  is alive, else ``stopped`` (a holder killed by someone means the machine is stopped).
+* ``starting`` / ``stopping`` / ``running`` with a dead owner: ``running`` if the machine's
+  init process (``holder``: the LXC container's PID 1, pid + start time) is alive, else
+  ``stopped`` (an init killed by someone means the machine is stopped).
+
+Whatever a settled record leaves behind on the host (a container a killed ``orbsim start``
+left running, the machine's address and with it maybe the whole network) is reaped after the
+lock is released (:attr:`Txn.reap`).
 """
 
 from __future__ import annotations
@@ -124,7 +129,7 @@ def empty_state() -> State:
     }
 
 
-def read(home: Path) -> State:
+def _load(home: Path) -> State:
     try:
         with open(home / "state.json") as f:
             st: State = json.load(f)
@@ -133,6 +138,24 @@ def read(home: Path) -> State:
     base = empty_state()
     base.update(st)
     return base
+
+
+def _unsettled(rec: Record) -> bool:
+    """The record's stored state is not what the machine is (a dead owner or init)."""
+    eff = effective_state(rec)
+    return eff != rec["state"] or (eff == "stopped" and bool(rec.get("holder")))
+
+
+def read(home: Path) -> State:
+    """The state, lock-free.  When a record is unsettled (its operation's process died: a
+    killed create, a killed start, an init killed by someone), it is settled first under the
+    lock, so that whatever it left on the host is reaped by the very next orbsim call."""
+    st = _load(home)
+    if any(_unsettled(r) for r in st["machines"].values()):
+        with transaction(home):
+            pass
+        st = _load(home)
+    return st
 
 
 def _write(home: Path, st: State) -> None:
@@ -195,10 +218,12 @@ class Txn:
         self.home = home
         self.st = st
         self.trash: list[Path] = []
+        self.reap: list[str] = []
 
     def discard_machine(self, rec: Record) -> None:
-        """Drop a record now; kill its holder; move its directory to the trash (fast rename)."""
+        """Drop a record now; kill its init; move its directory to the trash (fast rename)."""
         kill_ident(rec.get("holder"))
+        self.reap.append(rec["id"])
         self.st["machines"].pop(rec["id"], None)
         if self.st.get("default") == rec["id"]:
             self.st["default"] = None
@@ -223,11 +248,15 @@ def normalize(txn: Txn) -> None:
         if busy and not alive(busy):
             rec["busy"] = None
         if eff != rec["state"]:
+            if eff == "stopped" and rec["state"] in TRANSITIONAL:
+                txn.reap.append(rec["id"])  # e.g. a start killed after lxc-start
             rec["state"] = eff
             rec["owner"] = None
         if eff == "stopped":
             if rec.get("holder"):
                 kill_ident(rec.get("holder"))
+                if rec["id"] not in txn.reap:
+                    txn.reap.append(rec["id"])
             rec["holder"] = None
             rec["ip4"] = None
     if st.get("default") and st["default"] not in st["machines"]:
@@ -244,13 +273,19 @@ def transaction(home: Path) -> Iterator[Txn]:
     home.mkdir(parents=True, exist_ok=True)
     txn: Txn
     with FileLock(str(home / "state.lock"), timeout=LOCK_TIMEOUT):
-        st = read(home)
+        st = _load(home)
         before = json.dumps(st, sort_keys=True)
         txn = Txn(home, st)
         normalize(txn)
         yield txn
         if json.dumps(txn.st, sort_keys=True) != before:
             _write(home, txn.st)
+    if txn.reap:
+        from . import lxc, net
+
+        for mid in txn.reap:
+            lxc.reap(lxc.lxcpath(home), mid)
+            net.release(home, mid)
     if txn.trash:
         import shutil
 

@@ -5,7 +5,7 @@ dir, while the debootstrapped base cache (``ORBSIM_CACHE``, default ``~/.cache/o
 shared by every home and run.  The ``orbsim``/``orbctl``/``orb`` commands are tiny launchers
 written next to the home, so the ``orb`` argv[0] dispatch can be tested and no PATH shim is
 involved.  At session end every machine of every home it made is deleted, and the fixture
-asserts that no holder process and no mount under those homes remain.
+asserts that no container (LXC monitor or init) and no mount under those homes remain.
 
 Other test modules in this directory use ``sim_home`` from ``tests/conftest.py``; nothing here
 overrides it.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -44,35 +43,45 @@ LAUNCHER = "#!{python}\nimport sys\nfrom orbsim.cli import main\nsys.exit(main()
 
 
 def unusable_reason() -> str | None:
-    if not sys.platform.startswith("linux"):
-        return "orbsim machines need Linux"
-    if os.geteuid() != 0:
-        return "orbsim machines need root (user namespaces are not implemented)"
-    for tool in ("unshare", "nsenter", "tar"):
-        if not shutil.which(tool):
-            return f"{tool} is not installed"
-    from orbsim import rootfs, state
+    from orbsim.machines import host_problem
 
-    if not rootfs.base_available(state.cache_home()) and not shutil.which("debootstrap"):
-        return "no debootstrap and no cached orbsim base (apt-get install debootstrap)"
-    return None
+    problem = host_problem()
+    return f"{problem} (see `orbsim doctor`)" if problem else None
+
+
+def _proc(pid: str) -> tuple[bytes, int, bool] | None:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return cmd, int(fields[1]), fields[0] not in (b"Z", b"X")
 
 
 def live_holders(home: Path) -> list[int]:
-    """Live (non-zombie) holder processes whose machine lives under ``home``."""
-    needle = str(home).encode()
+    """Live processes that keep a machine of ``home`` running: the LXC monitors of its
+    containers (``[lxc monitor] HOME/lxc ID``) and the containers' init processes."""
+    needle = b"[lxc monitor] " + str(home / "lxc").encode() + b" "
+    procs = {e: _proc(e) for e in os.listdir("/proc") if e.isdigit()}
+    monitors = {int(pid) for pid, p in procs.items() if p and p[2] and p[0].startswith(needle)}
+    inits = {int(pid) for pid, p in procs.items() if p and p[2] and p[1] in monitors}
+    return sorted(monitors | inits)
+
+
+def leases_of(home: Path) -> list[str]:
+    """Addresses orbsim's network still reserves for machines of ``home``."""
+    from orbsim import net
+
+    ldir = net.net_dir() / "leases"
     out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-            stat = Path(f"/proc/{entry}/stat").read_bytes()
-        except OSError:
-            continue
-        alive = stat[stat.rindex(b")") + 2 :].split()[0] not in (b"Z", b"X")
-        if b"holder.py" in cmd and needle in cmd and alive:
-            out.append(int(entry))
+    if ldir.is_dir():
+        for p in ldir.iterdir():
+            try:
+                if json.loads(p.read_text()).get("home") == str(home):
+                    out.append(p.name)
+            except (OSError, ValueError):
+                continue
     return out
 
 
@@ -181,6 +190,9 @@ class SimFactory:
                 problems.append(f"{sim.home}: holder processes remain: {sim.holders()}")
             if mounts_under(sim.home):
                 problems.append(f"{sim.home}: mounts remain: {mounts_under(sim.home)}")
+            leases = leases_of(sim.home)
+            if leases:
+                problems.append(f"{sim.home}: network addresses still reserved: {leases}")
         return problems
 
 

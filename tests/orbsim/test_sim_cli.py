@@ -170,7 +170,7 @@ def test_rename_default_config_version(fresh_sim: Sim) -> None:
     ver = sim.ok("version").stdout.splitlines()
     assert re.match(r"^Version: \d+\.\d+\.\d+ \(\d+\)$", ver[0])
     assert ver[1].startswith("Commit: ") and "orbsim" in ver[1]
-    assert "machine" in sim.ok("logs", b).stdout
+    assert "created" in sim.ok("logs", b).stdout
 
 
 def test_stop_everything_then_status(fresh_sim: Sim) -> None:

@@ -73,7 +73,7 @@ def test_transient_failures_in_background_clones_are_retried(
     deploys.mkdir()
     (deploys / "role.py").write_text(
         "from pyinfra.operations import server\n"
-        "server.shell(name='mark', commands=['touch /tmp/provisioned'])\n"
+        "server.shell(name='mark', commands=['touch /var/tmp/provisioned'])\n"
     )
     pytester.makepyfile(
         test_role="""
@@ -81,7 +81,7 @@ def test_transient_failures_in_background_clones_are_retried(
         pytestmark = pytest.mark.orbstack(isolation="function", deploy="deploys/role.py")
         @pytest.mark.parametrize("n", range(4))
         def test_x(orb_vm, n):
-            assert orb_vm.run(["test", "-e", "/tmp/provisioned"]).ok
+            assert orb_vm.run(["test", "-e", "/var/tmp/provisioned"]).ok
         """
     )
     result = run(pytester, "--orbstack-pool-size=2", "--orbstack-retries=8")

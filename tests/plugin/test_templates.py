@@ -10,7 +10,7 @@ from tests.plugin.conftest import OrbEnv
 
 DEPLOY = """
 from pyinfra.operations import files
-files.put(name="Drop the marker", src="files/marker.txt", dest="/tmp/marker.txt")
+files.put(name="Drop the marker", src="files/marker.txt", dest="/var/tmp/marker.txt")
 """
 
 TESTS = """
@@ -21,9 +21,9 @@ pytestmark = pytest.mark.orbstack(isolation="function", deploy="deploys/role.py"
 
 @pytest.mark.parametrize("n", range(3))
 def test_clone_is_provisioned_and_fresh(orb_vm, n):
-    assert orb_vm.run(["cat", "/tmp/marker.txt"]).stdout == MARKER
-    assert not orb_vm.run(["test", "-e", "/tmp/dirty"]).ok   # nothing from other tests
-    orb_vm.run(["touch", "/tmp/dirty"], check=True)
+    assert orb_vm.run(["cat", "/var/tmp/marker.txt"]).stdout == MARKER
+    assert not orb_vm.run(["test", "-e", "/var/tmp/dirty"]).ok   # nothing from other tests
+    orb_vm.run(["touch", "/var/tmp/dirty"], check=True)
     assert orb_vm.run(["hostname"]).stdout.strip() == orb_vm.name
 """
 

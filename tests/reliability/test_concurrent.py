@@ -49,12 +49,12 @@ def test_session(orb_vm, n):
 @pytest.mark.parametrize("n", range(2))
 def test_cloned(orb_vm, n):
     note(orb_vm)
-    assert orb_vm.run(["test", "-e", "/tmp/provisioned"]).ok
+    assert orb_vm.run(["test", "-e", "/var/tmp/provisioned"]).ok
 """
 
 DEPLOY = """
 from pyinfra.operations import files
-files.file(name="mark", path="/tmp/provisioned", present=True)
+files.file(name="mark", path="/var/tmp/provisioned", present=True)
 """
 INNER_TESTS = 10
 SHORT = [(0, ("", "-n2"))]

@@ -2,8 +2,8 @@
 
 One machine for the whole module (the tests use distinct users, files and packages, so they do
 not interfere); the ``--hosts`` and ``orb_host`` runs use the same machine from a pytester
-subprocess.  The simulator has no init system (no systemd as PID 1): ``host.service`` falls back
-to testinfra's SysV implementation, which works only for services with an ``/etc/init.d`` script.
+subprocess.  Simulated machines run systemd as PID 1, so ``host.service`` is testinfra's systemd
+implementation, as on OrbStack.
 """
 
 from __future__ import annotations
@@ -217,40 +217,37 @@ def test_socket(machine: Machine, host: Any) -> None:
         host.run("pkill -f %s", f"[L]ocalPort => {port}")
 
 
-INIT_SCRIPT = """\
-#!/bin/sh
-# A minimal SysV service: a sleeping daemon managed by start-stop-daemon (LSB status codes).
-PIDFILE=/run/orbdemo.pid
-case "$1" in
-  start) exec start-stop-daemon --start --background --make-pidfile --pidfile $PIDFILE \\
-           --exec /bin/sleep -- 3600 ;;
-  stop) exec start-stop-daemon --stop --pidfile $PIDFILE --remove-pidfile --oknodo ;;
-  status) exec start-stop-daemon --status --pidfile $PIDFILE ;;
-  *) exit 2 ;;
-esac
+UNIT = """\
+[Unit]
+Description=orbdemo: a sleeping daemon
+[Service]
+ExecStart=/bin/sleep 3600
+[Install]
+WantedBy=multi-user.target
 """
 
 
-def test_service_falls_back_to_sysv_without_systemd(machine: Machine, host: Any) -> None:
-    # The simulator has no systemd as PID 1, so testinfra picks its SysV implementation
-    # (``service NAME status``): it works for services with an /etc/init.d script.
-    assert not host.file("/run/systemd/system").is_directory
+def test_service_uses_systemd(machine: Machine, host: Any) -> None:
+    # systemd is PID 1 of simulated machines (as on OrbStack): testinfra picks its systemd
+    # implementation, and is_running / is_enabled follow systemctl
+    assert host.file("/run/systemd/system").is_directory
     machine.run(
-        ["sh", "-c", "cat > /etc/init.d/orbdemo && chmod 755 /etc/init.d/orbdemo"],
+        ["sh", "-c", "cat > /etc/systemd/system/orbdemo.service && systemctl daemon-reload"],
         user="root",
-        input=INIT_SCRIPT,
+        input=UNIT,
         check=True,
     )
     service = host.service("orbdemo")
-    assert type(service).__name__ == "SysvService"
-    assert not service.is_running
+    assert type(service).__name__ == "SystemdService"
+    assert not service.is_running and not service.is_enabled
     with host.sudo():
-        host.run_expect([0], "service orbdemo start")
+        host.run_expect([0], "systemctl enable --now orbdemo")
     try:
-        assert service.is_running
+        assert service.is_running and service.is_enabled
+        assert host.service("systemd-journald").is_running
     finally:
         with host.sudo():
-            host.run_expect([0], "service orbdemo stop")
+            host.run_expect([0], "systemctl disable --now orbdemo")
     assert not service.is_running
 
 
