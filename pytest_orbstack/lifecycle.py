@@ -55,7 +55,7 @@ from pytest_orbstack.retry import (
     wait_for_state,
 )
 from pytest_orbstack.settings import RunContext, Settings
-from pytest_orbstack.spec import MachineSpec, machine_name, slugify
+from pytest_orbstack.spec import MachineSpec, image_matches, machine_name, slugify
 
 log = logging.getLogger("pytest_orbstack")
 
@@ -451,7 +451,8 @@ class MachineManager:
         finish booting, and answers.  ``start`` returns once the machine runs, so this is one
         ``orbctl run`` unless the machine is slow to accept commands; the address is asked for
         when a test wants it (:attr:`Machine.ip`), not polled here."""
-        script = READY_SCRIPT + (CLOUD_INIT_WAIT if machine.spec and machine.spec.user_data else "")
+        user_data = machine.spec is not None and machine.spec.user_data
+        script = READY_SCRIPT + (CLOUD_INIT_WAIT if user_data else "") + OS_REPORT
         with self.recorder.phase(machine.name, "ready"):
             deadline = time.monotonic() + READY_TIMEOUT
             while True:
@@ -459,6 +460,7 @@ class MachineManager:
                     machine.name, ["sh", "-c", script], user="root", workdir="", timeout=600
                 )
                 if probe.returncode == 0:
+                    self._check_image(machine, probe.stdout.decode(errors="replace"))
                     return
                 if time.monotonic() > deadline:
                     raise ProvisionError(
@@ -470,6 +472,26 @@ class MachineManager:
                     state = info.state if info else "gone"
                     raise ProvisionError(f"machine {machine.name!r} did not start ({state})")
                 time.sleep(0.2)
+
+    def _check_image(self, machine: Machine, output: str) -> None:
+        """Record (and warn) when the machine is not the image its spec asked for, e.g. a
+        simulator that had to substitute another release: never silently."""
+        lines = [line for line in output.splitlines() if line.startswith("os=")]
+        if not lines or machine.spec is None:
+            return
+        os_id, *versions = lines[-1][3:].split()
+        if image_matches(machine.spec.image, os_id, versions):
+            return
+        actual = " ".join([os_id, *versions[:1]])
+        log.warning(
+            "machine %s runs %s, not the image asked for (%s)",
+            machine.name,
+            actual,
+            machine.spec.image,
+        )
+        stats = self.recorder.machines.get(machine.name)
+        if stats is not None:
+            stats.actual_image = actual
 
     def _generalize_and_stop(self, name: str) -> None:
         """Make ``name`` a clean origin for clones (no machine-id, SSH host keys or random seed
@@ -617,9 +639,13 @@ if [ -d /etc/ssh ] && command -v ssh-keygen >/dev/null 2>&1 &&
     done
   fi
 fi
-true
 """
-CLOUD_INIT_WAIT = "\ncloud-init status --wait >/dev/null\n"
+CLOUD_INIT_WAIT = "cloud-init status --wait >/dev/null || true\n"
+#: Last line of readiness: what the machine says it runs (``os=ID VERSION``), so a machine that
+#: is not the image asked for is noticed (see :func:`pytest_orbstack.spec.image_matches`).
+OS_REPORT = """. /etc/os-release 2>/dev/null
+echo "os=${ID:-unknown} ${VERSION_CODENAME:-} ${VERSION_ID:-}"
+"""
 #: Before stopping a base or template for cloning: forget what must differ between machines.
 GENERALIZE_SCRIPT = """
 if [ -f /etc/machine-id ]; then : >/etc/machine-id; fi

@@ -30,6 +30,8 @@ class MachineStats:
     error: str | None = None
     #: The deploy file that provisions it (templates, provisioned session machines).
     deploy: str | None = None
+    #: What the machine runs when it is not the image asked for (``debian bookworm``).
+    actual_image: str | None = None
 
     @property
     def total(self) -> float:
@@ -181,7 +183,7 @@ def summary_lines(rec: Recorder, *, verbose: bool = False) -> list[str]:
         rows.append(
             (
                 m.name,
-                m.image,
+                m.image + (f" (is {m.actual_image})" if m.actual_image else ""),
                 m.kind if m.kind in ("base", "template", "replica") else m.isolation,
                 m.deploy or "-",
                 str(m.tests),
@@ -211,6 +213,9 @@ def summary_lines(rec: Recorder, *, verbose: bool = False) -> list[str]:
             else ""
         )
     )
+    for m in rec.machines.values():
+        if m.actual_image:
+            lines.append(f"{m.name} is not the image asked for: {m.image} -> {m.actual_image}")
     if rec.time_to_first_test is not None:
         lines.append(f"time to first test: {rec.time_to_first_test:.1f}s")
     kept = [m for m in rec.machines.values() if m.outcome == "kept"]

@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,26 @@ class MachineSpec:
         if self.deploy:
             parts.append(f"deploy={Path(self.deploy).name}")
         return " ".join(parts)
+
+
+#: CLI distro tokens whose ``/etc/os-release`` ``ID`` is another word.
+OS_RELEASE_IDS = {"alma": "almalinux", "oracle": "ol", "openeuler": "openEuler"}
+
+
+def image_matches(image: str, os_id: str, versions: Sequence[str]) -> bool:
+    """Whether a machine whose ``/etc/os-release`` says ``os_id`` and ``versions`` (its
+    codename and version id) is the ``image`` asked for.  Lenient where names legitimately
+    differ (a version given as a number or as a codename, ``3.20`` for ``3.20.1``, openSUSE's
+    several IDs); a machine that says nothing matches."""
+    if not os_id or os_id == "unknown":
+        return True
+    distro, _, wanted = image.partition(":")
+    expected = OS_RELEASE_IDS.get(distro, distro)
+    if not os_id.startswith(expected):
+        return False
+    if not wanted or not versions or wanted in ("latest", "current"):
+        return True
+    return any(v == wanted or v.startswith(f"{wanted}.") for v in versions)
 
 
 def marker_signature() -> str:

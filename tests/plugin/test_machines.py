@@ -368,3 +368,32 @@ def test_verbose_mode_shows_slow_steps(pytester: pytest.Pytester, orb_env: OrbEn
     )
     quiet = run(pytester, "--orbstack-pool-size=0")
     assert "orbstack: making" not in quiet.stdout.str()
+
+
+def test_a_machine_that_is_not_the_image_asked_for_is_marked(
+    pytester: pytest.Pytester, orb_env: OrbEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No image server reachable: the simulator stands Debian in for Ubuntu (and says so in its
+    # own logs); the plugin sees it from inside the machine and says so in the summary.
+    monkeypatch.setenv("ORBSIM_IMAGE_SERVER", "http://127.0.0.1:9")
+    monkeypatch.setenv("ORBSIM_IMAGE_TIMEOUT", "2")
+    pytester.makepyfile(
+        test_img="""
+        import pytest
+
+        @pytest.mark.orbstack(image="ubuntu:noble")
+        def test_ubuntu(orb_vm):
+            pass
+
+        @pytest.mark.orbstack(image="debian:12", isolation="function")
+        def test_debian(orb_vm):
+            pass
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["*ubuntu:noble (is debian bookworm)*", "*not the image asked for*"]
+    )
+    assert "debian:12 (is" not in out  # debian:12 is bookworm: not marked

@@ -382,3 +382,28 @@ def test_marker_signature_lists_every_key() -> None:
     assert signature.startswith("orbstack(") and signature.endswith(")")
     listed = re.findall(r"(\w+)=", signature)
     assert listed == list(MARKER_KEYS)
+
+
+@pytest.mark.parametrize(
+    ("image", "os_id", "versions", "matches"),
+    [
+        ("debian:bookworm", "debian", ["bookworm", "12"], True),
+        ("debian:12", "debian", ["bookworm", "12"], True),
+        ("debian", "debian", ["trixie"], True),
+        ("debian:trixie", "debian", ["bookworm", "12"], False),
+        ("ubuntu:noble", "debian", ["bookworm", "12"], False),
+        ("ubuntu:24.04", "ubuntu", ["noble", "24.04"], True),
+        ("alpine:3.20", "alpine", ["3.20.3"], True),
+        ("alpine:3.2", "alpine", ["3.20.3"], False),
+        ("alma:9", "almalinux", ["9.4"], True),
+        ("opensuse:15.6", "opensuse-leap", ["15.6"], True),
+        ("arch", "arch", [], True),
+        ("fedora:40", "unknown", [], True),  # a machine that says nothing is not accused
+    ],
+)
+def test_image_matches_what_the_machine_says_it_runs(
+    image: str, os_id: str, versions: list[str], matches: bool
+) -> None:
+    from pytest_orbstack.spec import image_matches
+
+    assert image_matches(image, os_id, versions) is matches
