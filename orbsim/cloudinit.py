@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -236,9 +237,18 @@ def build_script(data: dict[str, Any], default_user: str) -> tuple[str, list[str
     return "\n".join(lines) + "\n", ignored
 
 
-def apply_user_data(ctx: Ctx, rec: dict[str, Any], default_user: str, data: dict[str, Any]) -> None:
-    from .machines import _note, guest_root_sh
-
+def apply_user_data(
+    ctx: Ctx,
+    rec: dict[str, Any],
+    default_user: str,
+    data: dict[str, Any],
+    *,
+    note: Callable[[Path, str, str], None],
+    guest_root_sh: Callable[..., Any],
+) -> None:
+    """Run ``data``'s script in the machine as root (``guest_root_sh``, from the runtime) and
+    write what was and was not applied to its console log (``note``)."""
+    _note = note
     script, ignored = build_script(data, default_user)
     for k in ignored:
         _note(ctx.home, rec["id"], f"cloud-init: key {k!r} is not applied by orbsim")

@@ -1,25 +1,10 @@
-"""Per-invocation context and the fault decision type (tiny: on the CLI's hot path)."""
+"""Per-invocation context (tiny: on the CLI's hot path)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-
-class Decision:
-    """What fault injection decided for this invocation."""
-
-    __slots__ = ("detail", "kind", "n")
-
-    def __init__(self, kind: str | None = None, detail: str | None = None, n: int = -1) -> None:
-        self.kind = kind  # None | "hang" | "detach" | "fail" | "permanent"
-        self.detail = detail  # failure kind ("network", "ip", ...) or permanent kind
-        self.n = n
-
-    @property
-    def label(self) -> str | None:
-        if self.kind is None:
-            return None
-        return f"{self.kind}:{self.detail}" if self.detail else self.kind
+from .faults import Decision
 
 
 class Ctx:

@@ -40,9 +40,25 @@ import os
 import random
 from pathlib import Path
 
-from .ctx import Decision
-
 __all__ = ["Decision", "decide", "fail_message", "latency", "sleep_latency"]
+
+
+class Decision:
+    """What fault injection decided for this invocation."""
+
+    __slots__ = ("detail", "kind", "n")
+
+    def __init__(self, kind: str | None = None, detail: str | None = None, n: int = -1) -> None:
+        self.kind = kind  # None | "hang" | "detach" | "fail" | "permanent"
+        self.detail = detail  # failure kind ("network", "ip", ...) or permanent kind
+        self.n = n
+
+    @property
+    def label(self) -> str | None:
+        if self.kind is None:
+            return None
+        return f"{self.kind}:{self.detail}" if self.detail else self.kind
+
 
 INSIDE = ("run", "push", "pull")
 #: ``ORBSIM_LATENCY=realistic``: seconds per command approximating OrbStack 2.x on Apple

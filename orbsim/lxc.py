@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import state as S
+from . import procs as S
 from .errors import SimError
 
 COMMON_CONF = "/usr/share/lxc/config/common.conf"

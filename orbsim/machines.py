@@ -623,7 +623,7 @@ def _create_work(ctx: Ctx, mid: str, user: str, user_data: Any, password: str | 
         if user_data is not None:
             from .cloudinit import apply_user_data
 
-            apply_user_data(ctx, rec, user, user_data)
+            apply_user_data(ctx, rec, user, user_data, note=_note, guest_root_sh=guest_root_sh)
         with S.transaction(ctx.home) as t:
             r = t.st["machines"][mid]
             r["state"], r["owner"] = "running", None

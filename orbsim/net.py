@@ -45,7 +45,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import state as S
+from . import procs as S
 from .errors import SimError
 
 DEFAULT_SUBNET = "192.168.139.0/24"

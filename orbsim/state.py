@@ -24,10 +24,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+# Process identity lives in .procs (shared with the runtime); re-exported for state users.
+from .procs import alive as alive
+from .procs import kill_ident as kill_ident
+from .procs import me as me
+from .procs import proc_start_time as proc_start_time
 
 TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
 if TYPE_CHECKING:
@@ -64,38 +69,6 @@ def machine_dir(home: Path, mid: str) -> Path:
 
 
 # ---------------------------------------------------------------- processes
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Start time (clock ticks since boot) of a live, non-zombie process, else None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
-
-
-def alive(ident: dict[str, Any] | None) -> bool:
-    if not ident or not ident.get("pid"):
-        return False
-    st = proc_start_time(int(ident["pid"]))
-    return st is not None and st == ident.get("start")
-
-
-def me() -> dict[str, Any]:
-    pid = os.getpid()
-    return {"pid": pid, "start": proc_start_time(pid)}
-
-
-def kill_ident(ident: dict[str, Any] | None, sig: int = signal.SIGKILL) -> None:
-    if alive(ident):
-        assert ident is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(ident["pid"]), sig)
 
 
 # ---------------------------------------------------------------- ids

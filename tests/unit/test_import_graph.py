@@ -401,11 +401,6 @@ def test_no_import_cycle_in_the_plugin() -> None:
     assert not cycles, cycles_report(graph, cycles)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known orbsim cycles today: orbsim.cloudinit <-> orbsim.machines and "
-    "orbsim.ctx <-> orbsim.faults (issue 12 item 3); orbsim is being reworked",
-)
 def test_no_import_cycle_in_the_simulator() -> None:
     graph = import_graph(read_package(SIMULATOR))
     cycles = strongly_connected(graph)
