@@ -3,50 +3,36 @@
 Hooks and fixtures delegate: decisions live in :mod:`pytest_orbstack.policy`, making and removing
 machines in :mod:`pytest_orbstack.lifecycle` and :mod:`pytest_orbstack.supply`, cleanup after
 crashes in :mod:`pytest_orbstack.cleanup`, options in :mod:`pytest_orbstack.options`, specs in
-:mod:`pytest_orbstack.spec`, reporting in :mod:`pytest_orbstack.report`.  :class:`OrbState` is
-the per-process composition root (one per ``pytest.Config``), as pytest's ``Cache`` is for the
-cache provider.
+:mod:`pytest_orbstack.spec`, reporting in :mod:`pytest_orbstack.report`, and the per-process
+composition root, :class:`~pytest_orbstack.state.OrbState`, in :mod:`pytest_orbstack.state`.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import os
 import shutil
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_orbstack import options
-from pytest_orbstack.cleanup import reap, spawn_watchdog
-from pytest_orbstack.coordination import SharedDir
-from pytest_orbstack.deploy.results import DeployResult
 from pytest_orbstack.deploy.targets import current_requester, requested_by
 from pytest_orbstack.errors import ConfigError, OrbstackError
-from pytest_orbstack.lifecycle import MachineManager, label_for
+from pytest_orbstack.lifecycle import label_for
 from pytest_orbstack.machine import Machine
 from pytest_orbstack.orbctl import Orbctl
 from pytest_orbstack.policy import demand_unit, keep_after_use
-from pytest_orbstack.registry import Owner, Registry
 from pytest_orbstack.report import (
-    DeployStats,
-    Recorder,
     failure_section,
     summary_lines,
-    write_json,
 )
-from pytest_orbstack.retry import RetryPolicy
-from pytest_orbstack.settings import RunContext, Settings
-from pytest_orbstack.spec import MachineSpec, build_spec, marker_signature, new_run_id
-from pytest_orbstack.supply import SharedPool, Supply
+from pytest_orbstack.spec import MachineSpec, build_spec, kwargs_text, marker_signature
+from pytest_orbstack.state import OrbState, run_context
 
 log = logging.getLogger("pytest_orbstack")
 
@@ -58,144 +44,8 @@ MARKER_DOC = (
     f"{marker_signature()}: the OrbStack machine `orb_vm` gives this test (pytest-orbstack)"
 )
 
-item_spec_key = pytest.StashKey[MachineSpec]()
 machines_key = pytest.StashKey[list[Machine]]()
-state_key = pytest.StashKey["OrbState"]()
-
-
-@dataclass
-class OrbState:
-    """Per-process plugin state: settings, run identity, and the lazily built manager."""
-
-    config: pytest.Config
-    settings: Settings
-    run: RunContext
-    recorder: Recorder = field(default_factory=Recorder)
-    _manager: MachineManager | None = None
-    _supply: Supply | None = None
-    _unavailable: str | None = None
-    _probed: bool = False
-    failed_machines: set[str] = field(default_factory=set)
-    current_test: str | None = None
-
-    @property
-    def registry(self) -> Registry:
-        path = self.settings.state_dir / f"registry-{self.settings.registry_key}.json"
-        return Registry(path)
-
-    def unavailable(self) -> str | None:
-        if not self._probed:
-            self._unavailable = options.probe(self.settings)
-            self._probed = True
-        return self._unavailable
-
-    def manager(self) -> MachineManager:
-        if self._manager is None:
-            client = Orbctl(
-                self.settings.executable,
-                timeout=self.settings.timeout,
-                observer=self.recorder.count_call,
-            )
-            self._manager = MachineManager(
-                client, self.settings, self.run, self.registry, self.recorder
-            )
-            if self.config.get_verbosity() > 0 and not self.run.is_worker:
-                self._manager.progress = self._progress
-            self._start_watchdog()
-        return self._manager
-
-    def _progress(self, message: str) -> None:
-        """Show a slow step with -v (main thread only: background work stays quiet)."""
-        if threading.current_thread() is not threading.main_thread():
-            return
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None:
-            return
-        if capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line(f"orbstack: {message}")
-        else:
-            reporter.write_line(f"orbstack: {message}")
-
-    def supply(self) -> Supply:
-        if self._supply is None:
-            workerinput = getattr(self.config, "workerinput", None) or {}
-            workers = int(workerinput.get("workercount", 1))
-            self._supply = Supply(self.manager(), self.settings.pool_size, workers)
-        return self._supply
-
-    def _start_watchdog(self) -> None:
-        assert self._manager is not None
-        if os.environ.get("ORBSTACK_WATCHDOG", "1") == "0":
-            return  # the start-up reaper of the next run still cleans up
-        manager = self._manager
-
-        def start() -> dict[str, Any]:
-            return {"pid": spawn_watchdog(manager.registry, self.run, manager.client)}
-
-        self.run.shared.get_or_make("watchdog", start)
-
-    def spec_for(self, item: pytest.Item) -> MachineSpec:
-        spec = item.stash.get(item_spec_key, None)
-        if spec is None:
-            spec = item.stash[item_spec_key] = marker_spec(item, self.settings)
-        return spec
-
-    def deployed_in_test(self, result: DeployResult) -> None:
-        """A deploy ran on a machine a test was given: its time is the running test's."""
-        if self.current_test is None:
-            return  # provisioning by the plugin itself: a machine's lifecycle phase
-        self.recorder.deployed(
-            self.current_test,
-            DeployStats(
-                machine=result.machine,
-                target=result.target,
-                seconds=round(result.duration, 3),
-                ok=result.ok,
-                changed=result.changed,
-            ),
-        )
-
-    def close(self, *, interrupted: bool) -> None:
-        """This process is done with machines: stop background work, remove what it holds, and
-        (xdist worker) hand its report to the controller."""
-        if self._supply is not None:
-            for error in self._supply.shutdown(interrupted=interrupted):
-                log.warning("pytest-orbstack: %s", error)
-        if self._manager is not None:
-            self._manager.finish_process()
-        if self.run.is_worker:
-            self.run.shared.write(
-                f"report-{self.run.worker}.json",
-                {**self.recorder.to_json(), "failed_machines": sorted(self.failed_machines)},
-            )
-
-    def finish_run(self) -> None:
-        """Controller / single process, after every worker closed: merge the workers' reports,
-        remove the run's shared machines and leftovers (keep policy aside), write the report."""
-        for fragment in self.run.shared.read_all("report-gw*.json"):
-            self.recorder.merge(fragment)
-            self.failed_machines.update(fragment.get("failed_machines", []))
-        if self.registry.of_run(self.run.run_id):
-            self.manager().finish_run(
-                failed=self.failed_machines, unclaimed=SharedPool(self.run.shared).leftovers()
-            )
-        if self.settings.report_path is not None:
-            write_json(
-                self.settings.report_path,
-                self.recorder,
-                {"run_id": self.run.run_id, "backend": self.settings.backend},
-            )
-
-    def reap_dead_runs(self) -> list[str]:
-        """Start-up reaper: delete machines of earlier runs whose owner died."""
-        registry = self.registry
-        if not self.settings.executable or not registry.reapable(exclude_run=self.run.run_id):
-            return []
-        client = Orbctl(self.settings.executable, timeout=self.settings.timeout)
-        policy = RetryPolicy.for_retries(self.settings.retries)
-        return reap(client, registry, policy, exclude_run=self.run.run_id)
+state_key = pytest.StashKey[OrbState]()
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -209,7 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_DOC)
     settings = options.settings_from_config(config)
-    config.stash[state_key] = OrbState(config, settings, _run_context(config))
+    config.stash[state_key] = OrbState(config, settings, run_context(config))
     from pytest_orbstack import fixtures_testinfra, testinfra_backend
 
     config.pluginmanager.register(fixtures_testinfra, "orbstack-testinfra-fixtures")
@@ -232,29 +82,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(state.run.shared.path, ignore_errors=True)
 
 
-def _run_context(config: pytest.Config) -> RunContext:
-    """The run's identity: made by the controller (or single process), handed to xdist workers
-    through ``workerinput``.  The shared directory is the run's own temporary directory (not
-    pytest's base temp: it must exist before any fixture, and is removed at the run's end)."""
-    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
-    if workerinput and "orbstack_run" in workerinput:
-        info = workerinput["orbstack_run"]
-        owner = Owner(pid=info["pid"], started=info["started"], host=info["host"])
-        return RunContext(
-            run_id=info["run_id"],
-            worker=str(workerinput.get("workerid", "gw")),
-            owner=owner,
-            shared=SharedDir(Path(info["shared"])),
-        )
-    run_id = new_run_id()
-    return RunContext(
-        run_id=run_id,
-        worker="main",
-        owner=Owner.current(),
-        shared=SharedDir(Path(tempfile.mkdtemp(prefix=f"orbstack-{run_id}-"))),
-    )
-
-
 class _XdistHooks:
     """Registered only when pytest-xdist is active: hand the run identity to workers."""
 
@@ -269,26 +96,6 @@ class _XdistHooks:
             "host": run.owner.host,
             "shared": str(run.shared.path),
         }
-
-
-def marker_spec(item: pytest.Item, settings: Settings) -> MachineSpec:
-    """The spec of ``item``'s ``orbstack`` markers (closest wins, key by key)."""
-    values: dict[str, Any] = {}
-    for mark in reversed(list(item.iter_markers("orbstack"))):
-        if mark.args:
-            raise ConfigError(
-                f"{item.nodeid}: @pytest.mark.orbstack takes keyword arguments only "
-                f"(got positional {mark.args!r}); write image={mark.args[0]!r}"
-            )
-        values.update(mark.kwargs)
-    where = f"{item.nodeid}: @pytest.mark.orbstack({_kwargs_text(values)})"
-    return build_spec(
-        values, where=where, base_dir=item.path.parent, default_image=settings.default_image
-    )
-
-
-def _kwargs_text(values: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in values.items())
 
 
 def _uses_machines(item: pytest.Item) -> bool:
@@ -461,7 +268,7 @@ def _factory(
         # The test (or fixture) calling: a session factory serves many test files.
         requester = current_requester()
         who = requester.label if requester is not None else request.node.nodeid
-        where = f"{who}: {request.fixturename}({_kwargs_text(kwargs)})"
+        where = f"{who}: {request.fixturename}({kwargs_text(kwargs)})"
         spec = build_spec(
             {"isolation": "function", **kwargs},
             where=where,

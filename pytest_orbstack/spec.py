@@ -150,6 +150,12 @@ def image_matches(image: str, os_id: str, versions: Sequence[str]) -> bool:
     return any(v == wanted or v.startswith(f"{wanted}.") for v in versions)
 
 
+def kwargs_text(values: Mapping[str, Any]) -> str:
+    """``image='x', isolation='function'``: marker or factory arguments as the user wrote them,
+    for error messages."""
+    return ", ".join(f"{k}={v!r}" for k, v in values.items())
+
+
 def marker_signature() -> str:
     """``orbstack(image='debian:bookworm', isolation=..., ...)`` for ``pytest --markers``."""
     return "orbstack(" + ", ".join(f"{k}={v}" for k, v in MARKER_ARGS.items()) + ")"

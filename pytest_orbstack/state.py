@@ -1,0 +1,214 @@
+"""The plugin's per-process state: :class:`OrbState`, the composition root.
+
+One per ``pytest.Config`` (pytest's ``Cache`` plays this part for the cache provider): the
+resolved settings, the run's identity (:func:`run_context`), the recorder, and - built on first
+use - the machine manager, the background supply and the cleanup watchdog.  Hooks and fixtures
+in :mod:`pytest_orbstack.plugin` call its methods; nothing here is a hook.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_orbstack import options
+from pytest_orbstack.cleanup import reap, spawn_watchdog
+from pytest_orbstack.coordination import SharedDir
+from pytest_orbstack.deploy.results import DeployResult
+from pytest_orbstack.errors import ConfigError
+from pytest_orbstack.lifecycle import MachineManager
+from pytest_orbstack.orbctl import Orbctl
+from pytest_orbstack.registry import Owner, Registry
+from pytest_orbstack.report import DeployStats, Recorder, write_json
+from pytest_orbstack.retry import RetryPolicy
+from pytest_orbstack.settings import RunContext, Settings
+from pytest_orbstack.spec import MachineSpec, build_spec, kwargs_text, new_run_id
+from pytest_orbstack.supply import SharedPool, Supply
+
+log = logging.getLogger("pytest_orbstack")
+
+item_spec_key = pytest.StashKey[MachineSpec]()
+
+
+@dataclass
+class OrbState:
+    """Per-process plugin state: settings, run identity, and the lazily built manager."""
+
+    config: pytest.Config
+    settings: Settings
+    run: RunContext
+    recorder: Recorder = field(default_factory=Recorder)
+    _manager: MachineManager | None = None
+    _supply: Supply | None = None
+    _unavailable: str | None = None
+    _probed: bool = False
+    failed_machines: set[str] = field(default_factory=set)
+    current_test: str | None = None
+
+    @property
+    def registry(self) -> Registry:
+        path = self.settings.state_dir / f"registry-{self.settings.registry_key}.json"
+        return Registry(path)
+
+    def unavailable(self) -> str | None:
+        if not self._probed:
+            self._unavailable = options.probe(self.settings)
+            self._probed = True
+        return self._unavailable
+
+    def manager(self) -> MachineManager:
+        if self._manager is None:
+            client = Orbctl(
+                self.settings.executable,
+                timeout=self.settings.timeout,
+                observer=self.recorder.count_call,
+            )
+            self._manager = MachineManager(
+                client, self.settings, self.run, self.registry, self.recorder
+            )
+            if self.config.get_verbosity() > 0 and not self.run.is_worker:
+                self._manager.progress = self._progress
+            self._start_watchdog()
+        return self._manager
+
+    def _progress(self, message: str) -> None:
+        """Show a slow step with -v (main thread only: background work stays quiet)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            return
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"orbstack: {message}")
+        else:
+            reporter.write_line(f"orbstack: {message}")
+
+    def supply(self) -> Supply:
+        if self._supply is None:
+            workerinput = getattr(self.config, "workerinput", None) or {}
+            workers = int(workerinput.get("workercount", 1))
+            self._supply = Supply(self.manager(), self.settings.pool_size, workers)
+        return self._supply
+
+    def _start_watchdog(self) -> None:
+        assert self._manager is not None
+        if os.environ.get("ORBSTACK_WATCHDOG", "1") == "0":
+            return  # the start-up reaper of the next run still cleans up
+        manager = self._manager
+
+        def start() -> dict[str, Any]:
+            return {"pid": spawn_watchdog(manager.registry, self.run, manager.client)}
+
+        self.run.shared.get_or_make("watchdog", start)
+
+    def spec_for(self, item: pytest.Item) -> MachineSpec:
+        spec = item.stash.get(item_spec_key, None)
+        if spec is None:
+            spec = item.stash[item_spec_key] = marker_spec(item, self.settings)
+        return spec
+
+    def deployed_in_test(self, result: DeployResult) -> None:
+        """A deploy ran on a machine a test was given: its time is the running test's."""
+        if self.current_test is None:
+            return  # provisioning by the plugin itself: a machine's lifecycle phase
+        self.recorder.deployed(
+            self.current_test,
+            DeployStats(
+                machine=result.machine,
+                target=result.target,
+                seconds=round(result.duration, 3),
+                ok=result.ok,
+                changed=result.changed,
+            ),
+        )
+
+    def close(self, *, interrupted: bool) -> None:
+        """This process is done with machines: stop background work, remove what it holds, and
+        (xdist worker) hand its report to the controller."""
+        if self._supply is not None:
+            for error in self._supply.shutdown(interrupted=interrupted):
+                log.warning("pytest-orbstack: %s", error)
+        if self._manager is not None:
+            self._manager.finish_process()
+        if self.run.is_worker:
+            self.run.shared.write(
+                f"report-{self.run.worker}.json",
+                {**self.recorder.to_json(), "failed_machines": sorted(self.failed_machines)},
+            )
+
+    def finish_run(self) -> None:
+        """Controller / single process, after every worker closed: merge the workers' reports,
+        remove the run's shared machines and leftovers (keep policy aside), write the report."""
+        for fragment in self.run.shared.read_all("report-gw*.json"):
+            self.recorder.merge(fragment)
+            self.failed_machines.update(fragment.get("failed_machines", []))
+        if self.registry.of_run(self.run.run_id):
+            self.manager().finish_run(
+                failed=self.failed_machines, unclaimed=SharedPool(self.run.shared).leftovers()
+            )
+        if self.settings.report_path is not None:
+            write_json(
+                self.settings.report_path,
+                self.recorder,
+                {"run_id": self.run.run_id, "backend": self.settings.backend},
+            )
+
+    def reap_dead_runs(self) -> list[str]:
+        """Start-up reaper: delete machines of earlier runs whose owner died."""
+        registry = self.registry
+        if not self.settings.executable or not registry.reapable(exclude_run=self.run.run_id):
+            return []
+        client = Orbctl(self.settings.executable, timeout=self.settings.timeout)
+        policy = RetryPolicy.for_retries(self.settings.retries)
+        return reap(client, registry, policy, exclude_run=self.run.run_id)
+
+
+def run_context(config: pytest.Config) -> RunContext:
+    """The run's identity: made by the controller (or single process), handed to xdist workers
+    through ``workerinput``.  The shared directory is the run's own temporary directory (not
+    pytest's base temp: it must exist before any fixture, and is removed at the run's end)."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput and "orbstack_run" in workerinput:
+        info = workerinput["orbstack_run"]
+        owner = Owner(pid=info["pid"], started=info["started"], host=info["host"])
+        return RunContext(
+            run_id=info["run_id"],
+            worker=str(workerinput.get("workerid", "gw")),
+            owner=owner,
+            shared=SharedDir(Path(info["shared"])),
+        )
+    run_id = new_run_id()
+    return RunContext(
+        run_id=run_id,
+        worker="main",
+        owner=Owner.current(),
+        shared=SharedDir(Path(tempfile.mkdtemp(prefix=f"orbstack-{run_id}-"))),
+    )
+
+
+def marker_spec(item: pytest.Item, settings: Settings) -> MachineSpec:
+    """The spec of ``item``'s ``orbstack`` markers (closest wins, key by key)."""
+    values: dict[str, Any] = {}
+    for mark in reversed(list(item.iter_markers("orbstack"))):
+        if mark.args:
+            raise ConfigError(
+                f"{item.nodeid}: @pytest.mark.orbstack takes keyword arguments only "
+                f"(got positional {mark.args!r}); write image={mark.args[0]!r}"
+            )
+        values.update(mark.kwargs)
+    where = f"{item.nodeid}: @pytest.mark.orbstack({kwargs_text(values)})"
+    return build_spec(
+        values, where=where, base_dir=item.path.parent, default_image=settings.default_image
+    )
+
+
+__all__ = ["OrbState", "item_spec_key", "marker_spec", "run_context"]
