@@ -6,13 +6,13 @@ passes explicit ``-m`` / ``-f json`` flags, and has a timeout; a hung ``orbctl``
 with its whole process group.  Failures become typed exceptions from :mod:`pytest_orbstack.errors`.
 
 The executable is chosen by the caller (option ``--orbstack-orbctl`` / env ``ORBSTACK_ORBCTL``):
-the client never knows whether it talks to OrbStack or to the bundled simulator.
+the client never knows whether it talks to OrbStack or to the bundled simulator.  What it parses
+and returns are the plain records of :mod:`pytest_orbstack.records` (re-exported here).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -22,9 +22,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pytest_orbstack.errors import (
     OrbctlAbortedError,
@@ -33,6 +32,15 @@ from pytest_orbstack.errors import (
     OrbStackUnavailableError,
     classify,
     first_error_line,
+)
+from pytest_orbstack.records import (
+    CompletedCall,
+    CreateOptions,
+    ImageInfo,
+    MachineInfo,
+    MachineRecord,
+    parse_machine_info,
+    parse_machine_list,
 )
 
 log = logging.getLogger("pytest_orbstack")
@@ -55,152 +63,6 @@ DEFAULT_TIMEOUTS: Mapping[str, float] = {
 }
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    distro: str
-    version: str
-    arch: str
-    variant: str = "default"
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ImageInfo:
-        return cls(
-            distro=str(data.get("distro", "")),
-            version=str(data.get("version", "")),
-            arch=str(data.get("arch", "")),
-            variant=str(data.get("variant") or "default"),
-        )
-
-
-@dataclass(frozen=True)
-class MachineRecord:
-    """One entry of ``orbctl list -f json`` (OrbStack's ``ContainerRecord``)."""
-
-    id: str
-    name: str
-    image: ImageInfo
-    state: str
-    default_username: str | None = None
-    isolated: bool = False
-    builtin: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> MachineRecord:
-        if not isinstance(data, Mapping) or "name" not in data:
-            raise ValueError(f"not a machine record: {data!r}")
-        config = data.get("config") or {}
-        known = {"id", "name", "image", "config", "builtin", "state"}
-        # Records older than 2024 had top-level isolated/running instead of config/state.
-        state = data.get("state")
-        if state is None:
-            state = "running" if data.get("running") else "stopped"
-        return cls(
-            id=str(data.get("id", "")),
-            name=str(data["name"]),
-            image=ImageInfo.from_json(data.get("image") or {}),
-            state=str(state),
-            default_username=config.get("default_username"),
-            isolated=bool(config.get("isolated", data.get("isolated", False))),
-            builtin=bool(data.get("builtin", False)),
-            extra={k: v for k, v in data.items() if k not in known},
-        )
-
-
-@dataclass(frozen=True)
-class MachineInfo:
-    """``orbctl info -f json``: the wrapped ``{record, disk_size, ip4, ip6}`` shape or the flat
-    record printed before Feb 2025.  ``ip4``/``ip6`` are absent while a machine is not running."""
-
-    record: MachineRecord
-    disk_size: int | None = None
-    ip4: str | None = None
-    ip6: str | None = None
-    #: Whether this output carried an address field at all.  OrbStack before mid-2025 printed
-    #: no ``ip4``/``ip6`` (flat record before Feb 2025, ``{record, disk_size}`` until June):
-    #: such a machine never shows an address, and readiness must not wait for one.
-    reports_addresses: bool = True
-
-    @property
-    def name(self) -> str:
-        return self.record.name
-
-    @property
-    def state(self) -> str:
-        return self.record.state
-
-    @property
-    def ready(self) -> bool:
-        """Running with an IPv4 address: the readiness condition of docs/orbctl-contract.md §4."""
-        return self.record.state == "running" and bool(self.ip4)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> MachineInfo:
-        if not isinstance(data, Mapping):
-            raise ValueError(f"not a machine info object: {data!r}")
-        if isinstance(data.get("record"), Mapping):
-            record = MachineRecord.from_json(data["record"])
-        else:
-            record = MachineRecord.from_json(data)
-        disk = data.get("disk_size")
-        return cls(
-            record=record,
-            disk_size=int(disk) if isinstance(disk, (int, float)) else None,
-            ip4=data.get("ip4") or None,
-            ip6=data.get("ip6") or None,
-            reports_addresses="ip4" in data or "ip6" in data,
-        )
-
-
-@dataclass(frozen=True)
-class CreateOptions:
-    """What ``orbctl create`` is told besides image and name, passed as one value from the spec
-    down to the command line: ``-a ARCH``, ``-u USER``, ``-c USER_DATA``."""
-
-    arch: str | None = None
-    user: str | None = None
-    user_data: str | None = None
-
-    def argv(self) -> list[str]:
-        flags: list[str] = []
-        if self.arch:
-            flags += ["-a", self.arch]
-        if self.user:
-            flags += ["-u", self.user]
-        if self.user_data:
-            flags += ["-c", self.user_data]
-        return flags
-
-
-@dataclass(frozen=True)
-class CompletedCall:
-    """The outcome of one ``orbctl`` invocation that was allowed to fail (``run``/``push``/...)."""
-
-    argv: list[str]
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-    duration: float
-
-
-def parse_machine_list(text: str) -> list[MachineRecord]:
-    """Parse ``orbctl list -f json`` output (``[]``, or ``null`` from 2023 versions)."""
-    data = json.loads(text) if text.strip() else []
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        raise ValueError(f"expected a JSON array from list, got {type(data).__name__}")
-    return [MachineRecord.from_json(item) for item in data]
-
-
-def parse_machine_info(text: str) -> MachineInfo:
-    return MachineInfo.from_json(json.loads(text))
 
 
 def resolve_executable(explicit: str | os.PathLike[str] | None = None) -> str | None:
@@ -584,6 +446,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
+    "CreateOptions",
     "ENV_BACKEND",
     "ENV_ORBCTL",
     "CompletedCall",
@@ -594,4 +457,6 @@ __all__ = [
     "parse_machine_info",
     "parse_machine_list",
     "resolve_executable",
+    "select_executable",
+    "simulator_executable",
 ]
