@@ -182,10 +182,12 @@ class PytestRun:
         return read_ops(self.sim_home)[self.ops_before : self.ops_end]
 
     def calls_per_test(self) -> float:
-        """``orbctl`` invocations of the whole run per test body (what a fresh machine costs
-        in calls, base and template included)."""
+        """Lifecycle ``orbctl`` invocations of the whole run per test: what the machines cost in
+        calls (base and template included), leaving out what the tests and the deploy do
+        *inside* machines (their ``run``/``push``/``pull``).  The plugin's own in-machine calls
+        (the readiness check and the generalize step) count."""
         tests = len(self.bodies()) or 1
-        return len(self.ops()) / tests
+        return sum(1 for op in self.ops() if _lifecycle(op)) / tests
 
     def commands(self) -> Counter[str]:
         return Counter(str(op.get("cmd")) for op in self.ops())
@@ -216,6 +218,17 @@ class PytestRun:
         if not path.exists():
             return []
         return [json.loads(line)["seconds"] for line in path.read_text().splitlines() if line]
+
+
+#: Words only the plugin's own in-machine scripts contain (pytest_orbstack.cloning).
+_PLUGIN_SCRIPTS = ("is-system-running", "random-seed")
+
+
+def _lifecycle(op: dict[str, Any]) -> bool:
+    if op.get("cmd") not in ("run", "push", "pull"):
+        return True
+    args = " ".join(str(a) for a in op.get("args") or [])
+    return op.get("cmd") == "run" and any(word in args for word in _PLUGIN_SCRIPTS)
 
 
 def run_pytest(

@@ -107,7 +107,7 @@ def describe_run(run: PytestRun) -> str:
     text = (
         f"{run.seconds:7.1f}s  creates {run.count('create')}, clones {run.count('clone')}, "
         f"deletes {run.count('delete')}; bodies {sum(bodies):.1f}s over {len(bodies)} tests; "
-        f"orbctl calls per test {run.calls_per_test():.2f}"
+        f"lifecycle orbctl calls per test {run.calls_per_test():.2f}"
     )
     if report:
         text += f"\n{'':12}plugin phases: fresh machines (sum) {fresh or '-'}{template}"

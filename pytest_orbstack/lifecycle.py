@@ -219,7 +219,7 @@ class MachineManager:
             raise ProvisionError(f"template for {spec.describe()} failed: {handle['error']}")
         return str(handle["name"])
 
-    def _clone_from(self, origin: str, name: str, spec: MachineSpec) -> MachineInfo:
+    def _clone_from(self, origin: str, name: str, spec: MachineSpec) -> MachineInfo | None:
         """Clone ``name`` from ``origin`` or one of its replicas, fanning out.
 
         OrbStack holds a source during a clone, so clones of one source take turns (run-wide,
@@ -248,7 +248,7 @@ class MachineManager:
             finally:
                 lock.release()
 
-    def _clone(self, source: str, name: str) -> MachineInfo:
+    def _clone(self, source: str, name: str) -> MachineInfo | None:
         try:
             return clone_machine(self.client, self.policy, source, name)
         except UnsupportedCommandError as exc:
@@ -431,7 +431,8 @@ class MachineManager:
                 self.recorder.phase(name, "clone"),
             ):
                 info = self._clone_from(origin, name, spec)
-            self.registry.update(name, machine_id=info.record.id)
+            if info is not None:  # inspected after an ambiguous attempt: its id is known
+                self.registry.update(name, machine_id=info.record.id)
             with self.recorder.phase(name, "start"):
                 start_machine(self.client, self.policy, name)
             machine = self.machine(name, spec)

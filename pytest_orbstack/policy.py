@@ -87,8 +87,10 @@ def claim_wait(retry_deadline: float) -> float:
     return retry_deadline * 2
 
 
-#: Machines in preparation per spec and process before anything was measured.
-INITIAL_DEPTH = 2
+#: Machines in preparation per spec and process before anything was measured: enough to keep
+#: a worker busy through short tests while the first preparation times come in (never more than
+#: the tests that remain: demand is reserved before a machine is prepared).
+INITIAL_DEPTH = 4
 #: The automatic depth never goes beyond this (each machine in preparation holds memory).
 AUTO_MAX_DEPTH = 8
 #: What one idle machine is assumed to hold, for the memory bound of the automatic depth.

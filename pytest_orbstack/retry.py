@@ -182,7 +182,7 @@ def create_machine(
     exists`` when no earlier attempt of ours could have made it is a permanent error: the name
     belongs to someone else and is never adopted.
     """
-    return _make(
+    info = _make(
         client,
         policy,
         f"create {name}",
@@ -190,6 +190,8 @@ def create_machine(
         lambda: client.create(image, name, options, timeout=timeout),
         final={"running"},
     )
+    assert info is not None  # a successful create is always inspected
+    return info
 
 
 def clone_machine(
@@ -200,8 +202,12 @@ def clone_machine(
     *,
     timeout: float | None = None,
     guard: AbstractContextManager[object] | None = None,
-) -> MachineInfo:
-    """Clone ``source`` into ``name`` (which OrbStack leaves stopped) and return its info.
+) -> MachineInfo | None:
+    """Clone ``source`` into ``name`` (which OrbStack leaves stopped).
+
+    A clone call that succeeds is not followed by ``info``: ``clone`` is synchronous and the new
+    machine exists, stopped (docs/orbctl-contract.md §2), so ``None`` is returned.  Only after a
+    timed-out or transient attempt is the machine's state inspected (and its info returned).
 
     ``guard`` (a reusable lock) is held around each ``clone`` call only - not across backoff
     sleeps or the state checks that follow.
@@ -212,7 +218,13 @@ def clone_machine(
             client.clone(source, name, timeout=timeout)
 
     return _make(
-        client, policy, f"clone {source} -> {name}", name, clone, final={"stopped", "running"}
+        client,
+        policy,
+        f"clone {source} -> {name}",
+        name,
+        clone,
+        final={"stopped", "running"},
+        inspect_success=False,
     )
 
 
@@ -223,10 +235,12 @@ def _make(
     name: str,
     make: Callable[[], None],
     final: Collection[str],
-) -> MachineInfo:
+    *,
+    inspect_success: bool = True,
+) -> MachineInfo | None:
     maybe_ours = False  # an earlier attempt may have made the machine (timeout / transient)
 
-    def attempt() -> MachineInfo:
+    def attempt() -> MachineInfo | None:
         nonlocal maybe_ours
         if maybe_ours:
             settled = _settle_after_ambiguous(client, name, policy, final)
@@ -241,7 +255,7 @@ def _make(
             if not maybe_ours:
                 raise
             raise TransientError(exc.argv, exc.returncode, exc.stderr) from exc
-        return _info_when(client, name, policy, final)
+        return _info_when(client, name, policy, final) if inspect_success else None
 
     return policy.call(attempt, what, (TransientError, OrbctlTimeoutError))
 

@@ -52,7 +52,7 @@ from pytest_orbstack.spec import MachineSpec
 
 log = logging.getLogger("pytest_orbstack")
 
-BATCH_WINDOW = 0.25  # seconds a queued delete waits for company
+BATCH_WINDOW = 1.0  # seconds a queued delete waits for company (deletes are off the critical path)
 
 
 def pool_key(spec: MachineSpec) -> str:

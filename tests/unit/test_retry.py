@@ -177,10 +177,20 @@ def test_clone_leaves_machine_stopped_and_retries_busy_source(
     fake.expect("clone", rc=1, stderr="[-32098] cannot clone: operations are in progress: clone")
     fake.expect("info", rc=1, stderr=NOT_FOUND.format("c"))
     fake.expect("clone")
+    assert clone_machine(fake.client(), policy, "tpl", "c") is None
+    # after the busy source: one look (not there, so cloning again is safe), then the clone;
+    # a clone that succeeded is not inspected (clone is synchronous, the machine is stopped)
+    assert fake.calls == [["clone", "tpl", "c"], ["info", "-f", "json", "c"], ["clone", "tpl", "c"]]
+
+
+def test_a_clone_that_timed_out_is_inspected_not_repeated(
+    fake: FakeOrbctl, policy: RetryPolicy
+) -> None:
+    fake.expect("clone", sleep=3)
     fake.expect("info", stdout=info("c", "stopped"))
-    got = clone_machine(fake.client(), policy, "tpl", "c")
-    assert got.state == "stopped"
-    assert fake.calls[0] == ["clone", "tpl", "c"]
+    got = clone_machine(fake.client(), policy, "tpl", "c", timeout=1)
+    assert got is not None and got.state == "stopped"
+    assert [c[0] for c in fake.calls] == ["clone", "info"]
 
 
 def test_delete_skips_names_already_gone(fake: FakeOrbctl, policy: RetryPolicy) -> None:
