@@ -103,12 +103,17 @@ def machines_in_memory(available_bytes: int, workers: int) -> int:
     return max(1, available_bytes // MACHINE_MEMORY // max(1, workers))
 
 
-def clone_fan_out(preparers: int) -> int:
+def clone_fan_out(preparers: int, demand: int) -> int:
     """How many clone sources (an origin and its replicas) to keep for ``preparers`` machines
-    prepared at once: a source is held only for the clone itself, a small part of a machine's
-    preparation (clone, start, ready), so half as many sources as preparers keep clones from
-    queueing; one source for one preparer, never more than four."""
-    return max(1, min(4, math.ceil(preparers / 2)))
+    prepared at once, with ``demand`` fresh machines to make in the run.
+
+    A source is held only for the clone itself, a small part of a machine's preparation
+    (clone, start, ready), so half as many sources as preparers keep clones from queueing; each
+    extra source costs a clone of its own, so only one per four machines still to make is worth
+    it (a run of a few machines clones from the origin alone); never more than four.
+    """
+    useful = min(preparers, demand // 4)
+    return max(1, min(4, math.ceil(useful / 2)))
 
 
 def auto_pool_depth(

@@ -245,8 +245,7 @@ class Supply:
         self.pace = _Pace()
         self.memory_cap = machines_in_memory(psutil.virtual_memory().available, workers)
         most = pool_size if pool_size is not None else AUTO_MAX_DEPTH
-        preparers = workers * (pool_size if pool_size is not None else INITIAL_DEPTH)
-        manager.fan_out = self.background.fan_out = clone_fan_out(preparers)
+        self._preparers = workers * (pool_size if pool_size is not None else INITIAL_DEPTH)
         self._executor = ThreadPoolExecutor(
             max_workers=supply_threads(most), thread_name_prefix="orbstack-supply"
         )
@@ -263,6 +262,10 @@ class Supply:
         """After collection, in the order the tests will ask: ``(spec, count)`` for fresh
         machines (count demand, start the pool, or at least the base/template), ``(spec,
         None)`` for a session machine (start making it)."""
+        needs = list(needs)
+        demand = sum(count or 0 for _, count in needs)
+        fan_out = clone_fan_out(self._preparers, demand)
+        self.manager.fan_out = self.background.fan_out = fan_out
         for spec, count in needs:
             if count is None:
                 self._warm.append(self._executor.submit(self._quiet, self.background.session, spec))

@@ -78,9 +78,14 @@ def _creating(env: OrbEnv) -> bool:
 
 
 def _deploying(env: OrbEnv) -> bool:
-    return any(
-        r.get("kind") == "template" and r.get("machine_id") and r.get("state") == "creating"
-        for r in registry_records(env.state_dir).values()
+    """A template is being provisioned: recorded, not ready yet, and its machine is running."""
+    making = {
+        name
+        for name, r in registry_records(env.state_dir).items()
+        if r.get("kind") == "template" and r.get("state") == "creating"
+    }
+    return bool(making) and any(
+        m.name in making and m.state == "running" for m in env.client().list()
     )
 
 

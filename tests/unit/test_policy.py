@@ -257,3 +257,21 @@ def test_auto_pool_depth_tiny_test_time_is_finite(test_seconds: float) -> None:
     assert 1 <= unbounded <= 20
     assert auto_pool_depth(1.0, test_seconds, remaining=100, max_creates=4) == 4
     assert auto_pool_depth(1.0, test_seconds, remaining=3) == 3
+
+
+@pytest.mark.parametrize(
+    ("preparers", "demand", "sources"),
+    [
+        (4, 1, 1),  # a few machines: clone from the origin alone (a replica would cost more)
+        (4, 7, 1),
+        (4, 16, 2),  # half as many sources as machines in preparation
+        (8, 16, 2),  # ...but one extra source per four machines to make at most
+        (8, 64, 4),
+        (16, 400, 4),  # never more than four
+        (1, 400, 1),
+    ],
+)
+def test_clone_fan_out(preparers: int, demand: int, sources: int) -> None:
+    from pytest_orbstack.policy import clone_fan_out
+
+    assert clone_fan_out(preparers, demand) == sources
