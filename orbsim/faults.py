@@ -40,7 +40,25 @@ import os
 import random
 from pathlib import Path
 
-__all__ = ["Decision", "decide", "fail_message", "latency", "sleep_latency"]
+__all__ = ["BEHAVIOUR_VARS", "Decision", "decide", "fail_message", "latency", "sleep_latency"]
+
+#: Every environment variable that changes how orbsim behaves (latency, faults, the killed-create
+#: switch, the default user): the one list a caller clears to get orbsim's plain, OrbStack-like
+#: behaviour (test harnesses, the conformance suite).
+BEHAVIOUR_VARS = (
+    "ORBSIM_LATENCY",
+    "ORBSIM_LATENCY_SCALE",
+    "ORBSIM_FAIL",
+    "ORBSIM_FAIL_KINDS",
+    "ORBSIM_HANG",
+    "ORBSIM_DETACH",
+    "ORBSIM_DETACH_MODE",
+    "ORBSIM_PERMANENT",
+    "ORBSIM_SEED",
+    "ORBSIM_FAULTS_OFF",
+    "ORBSIM_KILLED_CREATE",
+    "ORBSIM_DEFAULT_USER",
+)
 
 
 class Decision:

@@ -22,21 +22,9 @@ from typing import Any
 
 import pytest
 
-#: Environment variables of orbsim that change its behaviour; the suite runs without them so a
-#: caller's ``ORBSIM_LATENCY=realistic`` or fault settings do not leak into it.
-ORBSIM_KNOBS = (
-    "ORBSIM_LATENCY",
-    "ORBSIM_LATENCY_SCALE",
-    "ORBSIM_FAIL",
-    "ORBSIM_FAIL_KINDS",
-    "ORBSIM_HANG",
-    "ORBSIM_DETACH",
-    "ORBSIM_DETACH_MODE",
-    "ORBSIM_PERMANENT",
-    "ORBSIM_SEED",
-    "ORBSIM_FAULTS_OFF",
-    "ORBSIM_KILLED_CREATE",
-)
+from orbsim.faults import BEHAVIOUR_VARS
+
+ORBSIM_KNOBS = BEHAVIOUR_VARS  # orbsim's own list of behaviour switches
 SECTION = re.compile(r"^§(\d+)(?:\s+(.*))?$")
 
 

@@ -25,20 +25,9 @@ from typing import Any
 
 import pytest
 
-FAULT_VARS = (
-    "ORBSIM_LATENCY",
-    "ORBSIM_LATENCY_SCALE",
-    "ORBSIM_FAIL",
-    "ORBSIM_FAIL_KINDS",
-    "ORBSIM_HANG",
-    "ORBSIM_DETACH",
-    "ORBSIM_DETACH_MODE",
-    "ORBSIM_PERMANENT",
-    "ORBSIM_SEED",
-    "ORBSIM_FAULTS_OFF",
-    "ORBSIM_KILLED_CREATE",
-    "ORBSIM_DEFAULT_USER",
-)
+from orbsim.faults import BEHAVIOUR_VARS
+
+FAULT_VARS = BEHAVIOUR_VARS  # orbsim's own list of behaviour switches
 LAUNCHER = "#!{python}\nimport sys\nfrom orbsim.cli import main\nsys.exit(main())\n"
 
 
