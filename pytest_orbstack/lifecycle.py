@@ -106,6 +106,9 @@ class MachineManager:
         #: Called with one-line progress messages for slow steps (the plugin shows them with -v).
         self.progress: Callable[[str], None] | None = None
         self._fingerprints: dict[str, str] = {}
+        #: Keys of bases this run does not make (their one user is created directly instead):
+        #: set by the supply's plan (:func:`~pytest_orbstack.policy.bases_worth_skipping`).
+        self.skipped_bases: set[str] = set()
 
     def sibling(self) -> MachineManager:
         """A manager for background work: same run, registry and recorder, its own client (so
@@ -114,6 +117,7 @@ class MachineManager:
             self.client.copy(), self.settings, self.run, self.registry, self.recorder
         )
         other._fingerprints = self._fingerprints
+        other.skipped_bases = self.skipped_bases
         other.fan_out = self.fan_out
         return other
 
@@ -175,7 +179,7 @@ class MachineManager:
         ever cloned.  OrbStack's ``create`` downloads the image every time; ``clone`` is a
         copy-on-write snapshot."""
         pristine = spec.pristine()
-        digest = pristine.base_hash()[:12]
+        digest = base_key(spec)
         if self.settings.reuse:
             name = machine_name("base", pristine.slot(), digest[:6])
         else:
@@ -406,8 +410,9 @@ class MachineManager:
     def _derive(self, name: str, spec: MachineSpec, kind: str, *, content: str = "") -> Machine:
         """A machine of ``spec`` that is not drawn from a pool (a session, reuse or template
         machine): a clone of the base, provisioned if the spec has a deploy; created where
-        clone is unavailable."""
-        if self._clone_supported is not False:
+        clone is unavailable, or where it is the base's only user in this run (the base would
+        only add a stop, a clone and a start before it)."""
+        if self._clone_supported is not False and base_key(spec) not in self.skipped_bases:
             try:
                 base = self.base(spec)
                 return self._clone_ready(base, name, spec, kind, provision=True, content=content)
@@ -570,6 +575,11 @@ class MachineManager:
 
 class _CloneUnsupported(Exception):
     """``orbctl clone`` does not exist (OrbStack before 2.0)."""
+
+
+def base_key(spec: MachineSpec) -> str:
+    """The key of ``spec``'s pristine base (image, arch, user, user-data)."""
+    return spec.pristine().base_hash()[:12]
 
 
 def label_for(nodeid: str) -> str:

@@ -40,6 +40,7 @@ MACHINE_FIXTURES = frozenset(
     {"orb_vm", "orb_vm_factory", "orb_vm_factory_module", "orb_vm_factory_session", "orbctl",
      "orb_host", "orb_deploy"}
 )  # fmt: skip
+FACTORY_FIXTURES = frozenset({"orb_vm_factory", "orb_vm_factory_module", "orb_vm_factory_session"})
 MARKER_DOC = (
     f"{marker_signature()}: the OrbStack machine `orb_vm` gives this test (pytest-orbstack)"
 )
@@ -127,8 +128,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     order: dict[MachineSpec, None] = {}  # specs by first use
     fresh: dict[MachineSpec, set[str]] = {}  # units of fresh-machine demand
+    factories = False  # machines of any spec may be asked for once tests run
     for item in session.items:
-        if "orb_vm" not in getattr(item, "fixturenames", ()):
+        names = getattr(item, "fixturenames", ())
+        factories = factories or not FACTORY_FIXTURES.isdisjoint(names)
+        if "orb_vm" not in names:
             continue
         try:
             spec = state.spec_for(item)
@@ -142,7 +146,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if state.unavailable():
         return  # the tests will be skipped (or error with --orbstack-required)
-    state.supply().plan((spec, len(fresh[spec]) if spec in fresh else None) for spec in order)
+    state.supply().plan(
+        ((spec, len(fresh[spec]) if spec in fresh else None) for spec in order),
+        open_ended=factories,
+    )
 
 
 # -- fixtures ---------------------------------------------------------------------------------

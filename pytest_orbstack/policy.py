@@ -14,6 +14,7 @@ anywhere (macOS included, no simulator).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Literal
 
 from pytest_orbstack.settings import KeepPolicy
@@ -109,11 +110,37 @@ def clone_fan_out(preparers: int, demand: int) -> int:
 
     A source is held only for the clone itself, a small part of a machine's preparation
     (clone, start, ready), so half as many sources as preparers keep clones from queueing; each
-    extra source costs a clone of its own, so only one per four machines still to make is worth
-    it (a run of a few machines clones from the origin alone); never more than four.
+    extra source costs a clone of its own, paid back by the second clone made from it, so one
+    per two machines still to make at most (a run of a few machines clones from the origin
+    alone); never more than four.
     """
-    useful = min(preparers, demand // 4)
+    useful = min(preparers, demand // 2)
     return max(1, min(4, math.ceil(useful / 2)))
+
+
+def bases_worth_skipping(
+    uses: Iterable[tuple[str, str | None]], *, reuse: bool, open_ended: bool
+) -> set[str]:
+    """Bases a run need not make: those whose only user is one derived machine.
+
+    ``uses`` pairs a base key with what is made from it: a derived machine's key (a template or
+    a session machine, provisioned or not) or ``None`` for fresh machines cloned from the bare
+    base.  A base serving a single derived machine would only add a stop, a clone and a start
+    before that machine (on the run's critical path), so that machine is created directly,
+    still one ``create`` per base.  Never with ``reuse`` (a warm run clones the kept base for a
+    changed deploy instead of creating) nor in an ``open_ended`` run (factory fixtures may ask
+    for machines of any spec once tests run).
+    """
+    if reuse or open_ended:
+        return set()
+    derived: dict[str, set[str]] = {}
+    bare: set[str] = set()
+    for base, user in uses:
+        if user is None:
+            bare.add(base)
+        else:
+            derived.setdefault(base, set()).add(user)
+    return {base for base, users in derived.items() if len(users) == 1 and base not in bare}
 
 
 def auto_pool_depth(
@@ -149,6 +176,7 @@ __all__ = [
     "RunEndAction",
     "at_run_end",
     "auto_pool_depth",
+    "bases_worth_skipping",
     "claim_wait",
     "clone_fan_out",
     "demand_unit",

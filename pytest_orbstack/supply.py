@@ -36,12 +36,13 @@ from typing import Any
 import psutil
 
 from pytest_orbstack.coordination import SharedDir
-from pytest_orbstack.lifecycle import MachineManager
+from pytest_orbstack.lifecycle import MachineManager, base_key
 from pytest_orbstack.machine import Machine
 from pytest_orbstack.policy import (
     AUTO_MAX_DEPTH,
     INITIAL_DEPTH,
     auto_pool_depth,
+    bases_worth_skipping,
     claim_wait,
     clone_fan_out,
     machines_in_memory,
@@ -53,6 +54,17 @@ from pytest_orbstack.spec import MachineSpec
 log = logging.getLogger("pytest_orbstack")
 
 BATCH_WINDOW = 1.0  # seconds a queued delete waits for company (deletes are off the critical path)
+
+
+def base_use(spec: MachineSpec, count: int | None) -> tuple[str, str | None]:
+    """What a need of the plan makes from its base: ``(base key, derived machine)``, the
+    derived machine being a template (fresh machines with a deploy), a session machine
+    (``count`` is ``None``), or ``None`` for fresh machines cloned from the bare base."""
+    if count is not None and not spec.deploy:
+        return base_key(spec), None
+    kind = "session" if count is None else "template"
+    made = (kind, spec.deploy, spec.deploy_data_json, spec.deploy_config_json)
+    return base_key(spec), json.dumps(made)
 
 
 def pool_key(spec: MachineSpec) -> str:
@@ -158,7 +170,13 @@ class _Prepared:
 
 @dataclass
 class _Deleter:
-    """One thread that deletes released machines in batches."""
+    """One thread that deletes released machines in batches.
+
+    At :meth:`close`, the batch still gathering is *not* deleted here: those machines stay in
+    the registry and the run's end (:meth:`MachineManager.finish_run`, in the controller after
+    every worker closed) deletes them in its one batched call, with the run's templates and
+    clone sources, instead of each process waiting for a delete of its own on the way out.
+    """
 
     manager: MachineManager
     queue: queue.Queue[str | None] = field(default_factory=queue.Queue)
@@ -188,6 +206,9 @@ class _Deleter:
                     stop = True
                     break
                 batch.append(item)
+            if stop:
+                log.debug("left to the run's end: %s", ", ".join(batch))
+                break
             try:
                 self.manager.delete_now(batch)
             except Exception as exc:  # reported at shutdown; the reaper retries later
@@ -203,14 +224,20 @@ class _Deleter:
 
 class _Pace:
     """What this process measures for the automatic pool depth: how long a fresh machine takes
-    to prepare, and how often a test asks for one (exponential moving averages)."""
+    to prepare, and how long a test keeps its worker busy between two machines (exponential
+    moving averages).
+
+    The second is measured from handing a machine out to the next request, so time spent
+    *waiting* for a machine never counts as test time: a starved pool would otherwise measure
+    its own slowness as the tests' pace and shrink itself further.
+    """
 
     WEIGHT = 0.3
 
     def __init__(self) -> None:
         self.prepare: float | None = None
         self.interval: float | None = None
-        self._last_take: float | None = None
+        self._last_handed: float | None = None
         self._lock = threading.Lock()
 
     def prepared(self, seconds: float) -> None:
@@ -218,11 +245,16 @@ class _Pace:
             self.prepare = self._mix(self.prepare, seconds)
 
     def taken(self) -> None:
+        """A test asks for a machine."""
         now = time.monotonic()
         with self._lock:
-            if self._last_take is not None:
-                self.interval = self._mix(self.interval, now - self._last_take)
-            self._last_take = now
+            if self._last_handed is not None:
+                self.interval = self._mix(self.interval, now - self._last_handed)
+
+    def handed(self) -> None:
+        """The test that asked has its machine."""
+        with self._lock:
+            self._last_handed = time.monotonic()
 
     def _mix(self, old: float | None, new: float) -> float:
         return new if old is None else old + self.WEIGHT * (new - old)
@@ -258,14 +290,24 @@ class Supply:
 
     # -- warm-up -------------------------------------------------------------------------
 
-    def plan(self, needs: Iterable[tuple[MachineSpec, int | None]]) -> None:
+    def plan(
+        self, needs: Iterable[tuple[MachineSpec, int | None]], *, open_ended: bool = False
+    ) -> None:
         """After collection, in the order the tests will ask: ``(spec, count)`` for fresh
         machines (count demand, start the pool, or at least the base/template), ``(spec,
-        None)`` for a session machine (start making it)."""
+        None)`` for a session machine (start making it).  ``open_ended``: factory fixtures are
+        in use (machines of any spec may be asked for later)."""
         needs = list(needs)
         demand = sum(count or 0 for _, count in needs)
         fan_out = clone_fan_out(self._preparers, demand)
         self.manager.fan_out = self.background.fan_out = fan_out
+        self.manager.skipped_bases.update(
+            bases_worth_skipping(
+                (base_use(spec, count) for spec, count in needs if count != 0),
+                reuse=self.manager.settings.reuse,
+                open_ended=open_ended,
+            )
+        )
         for spec, count in needs:
             if count is None:
                 self._warm.append(self._executor.submit(self._quiet, self.background.session, spec))
@@ -294,8 +336,14 @@ class Supply:
     def take(self, spec: MachineSpec, kind: str, label: str) -> Machine:
         """A ready fresh machine for ``spec``: a pooled one if any is ready or on its way
         (prepared by any worker), else one made now."""
-        key = pool_key(spec)
         self.pace.taken()
+        try:
+            return self._take(spec, kind, label)
+        finally:
+            self.pace.handed()
+
+    def _take(self, spec: MachineSpec, kind: str, label: str) -> Machine:
+        key = pool_key(spec)
         if self.pool_size != 0 and not self._closed:
             machine = self._from_pool(spec, key)
             if machine is not None:
@@ -403,11 +451,14 @@ class Supply:
     # -- shutdown ------------------------------------------------------------------------
 
     def shutdown(self, *, interrupted: bool = False) -> list[str]:
-        """Join all background work; delete pooled machines nobody claimed.  Returns errors.
+        """Join all background work.  Returns errors.
 
-        ``interrupted`` (Ctrl-C): kill background ``orbctl`` calls in flight instead of
-        waiting them out; what they leave is recorded in the registry and removed by the
-        run's own cleanup, or by the watchdog.
+        Pooled machines nobody claimed (other workers may still claim them) and released
+        machines whose delete had not been issued yet are left to the run's end, which deletes
+        them with the run's templates in one call (:meth:`MachineManager.finish_run`; they
+        are in the registry).  ``interrupted`` (Ctrl-C): kill background ``orbctl`` calls in
+        flight instead of waiting them out; what they leave is recorded in the registry and
+        removed by the run's own cleanup, or by the watchdog.
         """
         self._closed = True
         with self._lock:
@@ -419,20 +470,9 @@ class Supply:
         pending: list[Future[Any]] = [*futures, *self._warm]
         wait(pending)
         with self._lock:
-            if self.manager.run.is_worker:
-                # Other workers may still claim them; the controller deletes what is left.
-                unused = []
-            else:
-                unused = [
-                    name for name, (key, _) in self._made.items() if self.pool.claim(key, name)
-                ]
             self._made.clear()
-        for name in unused:
-            self._deleter.put(name)
         self._deleter.close()
         self._executor.shutdown(wait=True)
-        for name in unused:
-            self.manager.recorder.outcome(name, "unused, deleted")
         return list(self._deleter.errors)
 
 

@@ -43,9 +43,13 @@ def test_one_provisioning_and_n_clones_then_new_template_on_change(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=600)
     result.assert_outcomes(passed=3)
     made = orb_env.made()
-    assert made["create"] == 1  # the base
-    assert made["template"] == 1  # cloned from the base, then provisioned
-    assert made["fresh"] == 3  # one per test
+    # The template is the base's only user in this run (no reuse): it is the one create,
+    # provisioned in place, instead of a base stopped and cloned first.
+    assert made["create"] == 1
+    [create] = [op for op in orb_env.sim.ops() if op.get("cmd") == "create"]
+    assert "-tpl-" in create["args"][-1]
+    assert made["template"] == 0
+    assert made["fresh"] == 3  # one per test, cloned from the template
     # the template row names the deploy that provisions it
     result.stdout.fnmatch_lines(["*tpl*template*role.py*deleted*"])
     assert orb_env.names() == []
@@ -57,8 +61,8 @@ def test_one_provisioning_and_n_clones_then_new_template_on_change(
     assert "-base-" in base and "-tpl-" in template  # both kept for the next run
     pytester.runpytest_subprocess(*args, timeout=600).assert_outcomes(passed=3)
     assert sorted(orb_env.names()) == sorted([base, template])
-    assert orb_env.count("create") == 2  # the first run's base, then one base kept for reuse
-    assert orb_env.made()["template"] == 2  # adopted on the second reuse run
+    assert orb_env.count("create") == 2  # the first run's template, then a base kept for reuse
+    assert orb_env.made()["template"] == 1  # cloned from the base; adopted on the second run
     _write(pytester, "v2\n")
     pytester.runpytest_subprocess(*args, timeout=600).assert_outcomes(passed=3)
     names = orb_env.names()
@@ -66,8 +70,45 @@ def test_one_provisioning_and_n_clones_then_new_template_on_change(
     [new_template] = [n for n in names if n != base]
     assert new_template != template  # rebuilt; the stale one was pruned
     assert orb_env.count("create") == 2  # a warm run creates nothing
-    assert orb_env.made()["template"] == 3
+    assert orb_env.made()["template"] == 2
     assert orb_env.made()["fresh"] == 12
+
+
+BARE = """
+import pytest
+
+@pytest.mark.orbstack(isolation="function")
+@pytest.mark.parametrize("n", range(2))
+def test_bare(orb_vm, n):
+    assert not orb_vm.run(["test", "-e", "/var/tmp/marker.txt"]).ok
+"""
+
+
+@pytest.mark.parametrize("extra", ["bare", "factory"])
+def test_base_made_when_more_than_the_template_needs_it(
+    pytester: pytest.Pytester, orb_env: OrbEnv, extra: str
+) -> None:
+    """The base is skipped only when the template is its one user: tests that want the bare
+    machine, or factory fixtures (any spec, once tests run), keep it: still one create."""
+    _write(pytester, "v1\n")
+    if extra == "bare":
+        pytester.makepyfile(test_bare=BARE)
+    else:
+        pytester.makepyfile(
+            test_factory="""
+            def test_factory(orb_vm_factory):
+                assert orb_vm_factory().run(["true"]).ok
+            """
+        )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=600)
+    result.assert_outcomes(passed=5 if extra == "bare" else 4)
+    made = orb_env.made()
+    assert made["create"] == 1
+    [create] = [op for op in orb_env.sim.ops() if op.get("cmd") == "create"]
+    assert "-base-" in create["args"][-1]
+    assert made["template"] == 1
+    assert made["fresh"] == (5 if extra == "bare" else 4)  # the factory's machine too
+    assert orb_env.names() == []
 
 
 def test_deploys_in_tests_are_reported_with_their_time(

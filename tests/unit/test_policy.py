@@ -263,9 +263,11 @@ def test_auto_pool_depth_tiny_test_time_is_finite(test_seconds: float) -> None:
     ("preparers", "demand", "sources"),
     [
         (4, 1, 1),  # a few machines: clone from the origin alone (a replica would cost more)
-        (4, 7, 1),
+        (4, 3, 1),
+        (4, 7, 2),
         (4, 16, 2),  # half as many sources as machines in preparation
-        (8, 16, 2),  # ...but one extra source per four machines to make at most
+        (8, 16, 4),
+        (8, 6, 2),  # ...but one extra source per two machines to make at most
         (8, 64, 4),
         (16, 400, 4),  # never more than four
         (1, 400, 1),
@@ -275,3 +277,51 @@ def test_clone_fan_out(preparers: int, demand: int, sources: int) -> None:
     from pytest_orbstack.policy import clone_fan_out
 
     assert clone_fan_out(preparers, demand) == sources
+
+
+# -- bases a run need not make -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uses", "reuse", "open_ended", "skipped"),
+    [
+        # one template is the base's only user: create it directly
+        ([("b1", "tpl-a")], False, False, {"b1"}),
+        # the same template asked for by two specs (function and module isolation): still one
+        ([("b1", "tpl-a"), ("b1", "tpl-a")], False, False, {"b1"}),
+        # two templates (or a template and a session machine) share the base: make it
+        ([("b1", "tpl-a"), ("b1", "session-a")], False, False, set()),
+        # bare fresh machines are clones of the base itself
+        ([("b1", "tpl-a"), ("b1", None)], False, False, set()),
+        ([("b1", None)], False, False, set()),
+        # per base
+        ([("b1", "tpl-a"), ("b2", "tpl-b"), ("b2", None)], False, False, {"b1"}),
+        # reuse: a warm run clones the kept base for a changed deploy instead of creating
+        ([("b1", "tpl-a")], True, False, set()),
+        # factory fixtures may ask for any spec once tests run
+        ([("b1", "tpl-a")], False, True, set()),
+        ([], False, False, set()),
+    ],
+)
+def test_bases_worth_skipping(
+    uses: list[tuple[str, str | None]], reuse: bool, open_ended: bool, skipped: set[str]
+) -> None:
+    from pytest_orbstack.policy import bases_worth_skipping
+
+    assert bases_worth_skipping(uses, reuse=reuse, open_ended=open_ended) == skipped
+
+
+def test_base_use_names_what_a_need_derives() -> None:
+    from pytest_orbstack.lifecycle import base_key
+    from pytest_orbstack.spec import MachineSpec
+    from pytest_orbstack.supply import base_use
+
+    role = MachineSpec(image="debian:bookworm", isolation="function", deploy="/d/role.py")
+    module = MachineSpec(image="debian:bookworm", isolation="module", deploy="/d/role.py")
+    bare = MachineSpec(image="debian:bookworm", isolation="function")
+    other = MachineSpec(image="debian:bookworm", isolation="function", deploy="/d/other.py")
+    assert base_use(bare, 3) == (base_key(role), None)  # one base for all of them
+    assert base_use(role, 3) == base_use(module, 1)  # one template, whatever the isolation
+    assert base_use(role, 3) != base_use(other, 3)
+    assert base_use(role, None) != base_use(role, 3)  # a session machine is another user
+    assert base_use(bare, None)[1] is not None  # a bare session machine is derived too

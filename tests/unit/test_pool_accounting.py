@@ -242,3 +242,23 @@ def test_concurrent_claimers_get_each_machine_once(shared: SharedDir, tmp_path: 
     assert not twice, f"handed out more than once: {twice}"
     assert sorted(claimed) == offered
     assert pool.leftovers() == []
+
+
+def test_pace_counts_test_time_not_the_wait_for_a_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The automatic depth divides preparation time by test time: a worker that waited for
+    its machine must not read the wait as a slow test (a starved pool would shrink itself)."""
+    from pytest_orbstack import supply
+
+    now = [100.0]
+    monkeypatch.setattr(supply.time, "monotonic", lambda: now[0])
+    pace = supply._Pace()
+    pace.taken()
+    now[0] += 3.0  # waited 3 s for the first machine
+    pace.handed()
+    now[0] += 0.5  # the test ran 0.5 s
+    pace.taken()
+    now[0] += 4.0  # waited 4 s for the next one
+    pace.handed()
+    now[0] += 0.5
+    pace.taken()
+    assert pace.interval == pytest.approx(0.5)
