@@ -239,7 +239,23 @@ def _q(text: str) -> str:
     return shlex.quote(text)
 
 
-def test_put_file_from_stringio_bytesio_and_path(box: Machine, tmp_path: Path) -> None:
+def test_put_file_from_stringio_bytesio_and_path(
+    box: Machine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Temporary files go to this test's own directories (host side and machine side): other
+    # tests running at the same time (xdist) make and remove theirs in the shared /tmp.
+    host_tmp, machine_tmp = tmp_path / "host-tmp", tmp_path / "machine-tmp"
+    host_tmp.mkdir()
+    machine_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(host_tmp))
+    used: list[str] = []
+    temp_path = OrbConnector._remote_temp_path
+
+    def spy(self: OrbConnector, remote_temp_filename: str | None) -> str:
+        used.append(temp_path(self, remote_temp_filename))
+        return used[-1]
+
+    monkeypatch.setattr(OrbConnector, "_remote_temp_path", spy)
     src = tmp_path / "src.txt"
     src.write_text("from a path\n")
     dest_dir = tmp_path / "dest dir $x"
@@ -252,19 +268,16 @@ def test_put_file_from_stringio_bytesio_and_path(box: Machine, tmp_path: Path) -
         files.put(src=BytesIO(b"\x00\x01binary"), dest=str(dest_dir / "b.bin"))
         files.put(src=str(src), dest=str(dest_dir / "c'quote.txt"), mode="600")
 
-    before = _temp_files()
-    result = run_deploy([box], deploy)["box"]
+    config = {"TEMP_DIR": str(machine_tmp)}
+    result = run_deploy([box], deploy, config=config)["box"]
     assert result.ok, result
-    assert _temp_files() == before  # temp files removed on both sides
+    assert len(used) == 3 and all(p.startswith(f"{machine_tmp}/") for p in used)
+    assert list(host_tmp.iterdir()) == []  # temp files removed on both sides
+    assert list(machine_tmp.iterdir()) == []
     assert (dest_dir / "a.txt").read_text(encoding="utf-8") == "from StringIO ünïcode\n"
     assert (dest_dir / "b.bin").read_bytes() == b"\x00\x01binary"
     assert (dest_dir / "c'quote.txt").read_text() == "from a path\n"
     assert oct((dest_dir / "c'quote.txt").stat().st_mode & 0o777) == "0o600"
-
-
-def _temp_files() -> set[str]:
-    dirs = {Path("/tmp"), Path(tempfile.gettempdir())}
-    return {str(p) for d in dirs for p in d.glob("pyinfra-orb-*")}
 
 
 def test_template_and_idempotence(box: Machine, tmp_path: Path) -> None:
