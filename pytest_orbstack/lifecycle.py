@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +47,7 @@ from pytest_orbstack.errors import (
 )
 from pytest_orbstack.machine import Machine
 from pytest_orbstack.orbctl import MachineInfo, Orbctl
-from pytest_orbstack.policy import at_run_end
+from pytest_orbstack.policy import at_run_end, delete_chunks
 from pytest_orbstack.registry import Record, Registry
 from pytest_orbstack.report import Recorder
 from pytest_orbstack.retry import (
@@ -531,11 +532,31 @@ class MachineManager:
             log.warning("could not remove failed machine %s: %s", name, exc)
 
     def _delete(self, names: list[str], outcome: str = "deleted") -> None:
+        """Delete ``names``: one ``delete -f`` call, or a few side by side for a long list
+        (:func:`~pytest_orbstack.policy.delete_chunks`).  What was deleted is forgotten even
+        if another call failed; the first failure is raised."""
+        chunks = delete_chunks(names)
+        errors: list[BaseException] = []
+
+        def delete(chunk: list[str]) -> None:
+            try:
+                delete_machines(self.client, self.policy, chunk)
+            except BaseException as exc:  # raised below, after the others are settled
+                errors.append(exc)
+                return
+            self.registry.forget(*chunk)
+            for name in chunk:
+                self.recorder.outcome(name, outcome)
+
         with self.recorder.shared_phase(names, "delete"):
-            delete_machines(self.client, self.policy, names)
-        self.registry.forget(*names)
-        for name in names:
-            self.recorder.outcome(name, outcome)
+            if len(chunks) <= 1:
+                for chunk in chunks:
+                    delete(chunk)
+            else:
+                with ThreadPoolExecutor(len(chunks), thread_name_prefix="orbstack-delete") as ex:
+                    list(ex.map(delete, chunks))
+        if errors:
+            raise errors[0]
 
     def _adopt(self, name: str, spec: MachineSpec, digest: str, kind: str) -> bool:
         """Reuse ``name`` if our registry created it with the same content hash."""

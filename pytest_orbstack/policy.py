@@ -14,7 +14,7 @@ anywhere (macOS included, no simulator).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from pytest_orbstack.settings import KeepPolicy
@@ -118,6 +118,21 @@ def clone_fan_out(preparers: int, demand: int) -> int:
     return max(1, min(4, math.ceil(useful / 2)))
 
 
+#: Machines per ``delete`` call when many go at once (the run's end), and how many such calls
+#: run side by side: a delete costs a round trip plus a share per machine, so a long list is
+#: quicker as a few calls at once than as one.
+DELETE_CHUNK = 4
+DELETE_CALLS = 4
+
+
+def delete_chunks(names: Sequence[str]) -> list[list[str]]:
+    """Split the machines to delete into at most :data:`DELETE_CALLS` calls of about equal
+    size, :data:`DELETE_CHUNK` or more each (a short list stays one call)."""
+    names = list(dict.fromkeys(names))
+    calls = max(1, min(DELETE_CALLS, len(names) // DELETE_CHUNK))
+    return [names[i::calls] for i in range(calls)] if names else []
+
+
 def bases_worth_skipping(
     uses: Iterable[tuple[str, str | None]], *, reuse: bool, open_ended: bool
 ) -> set[str]:
@@ -170,6 +185,8 @@ def auto_pool_depth(
 
 __all__ = [
     "AUTO_MAX_DEPTH",
+    "DELETE_CALLS",
+    "DELETE_CHUNK",
     "INITIAL_DEPTH",
     "MACHINE_MEMORY",
     "SHARED_KINDS",
@@ -179,6 +196,7 @@ __all__ = [
     "bases_worth_skipping",
     "claim_wait",
     "clone_fan_out",
+    "delete_chunks",
     "demand_unit",
     "keep_after_use",
     "machines_in_memory",

@@ -208,9 +208,11 @@ def test_name_taken_by_a_foreign_machine_fails_fast_and_leaves_it(
     result = run_pytester(pytester, "--orbstack-retries=8")
     result.assert_outcomes(errors=1)
     assert "already exists" in result.stdout.str(), _inner(result)
-    # ours (a clone of the base), refused, not retried; the foreign machine never deleted
-    refused = [op for op in read_ops(orb_env.sim.home) if op["cmd"] == "clone" and op["rc"]]
-    assert [op["args"][-1] for op in refused] == ["taken-name"]
+    # ours (created directly: the base's only user), refused, not retried; the foreign machine
+    # never deleted
+    ops = read_ops(orb_env.sim.home)
+    refused = [op for op in ops if op["cmd"] in ("create", "clone") and op["rc"]]
+    assert [(op["cmd"], op["args"][-1]) for op in refused] == [("create", "taken-name")]
     deletes = [op for op in read_ops(orb_env.sim.home) if op["cmd"] == "delete"]
     assert not [op for op in deletes if "taken-name" in op["args"]]
     report = leaks(orb_env, foreign)

@@ -325,3 +325,17 @@ def test_base_use_names_what_a_need_derives() -> None:
     assert base_use(role, 3) != base_use(other, 3)
     assert base_use(role, None) != base_use(role, 3)  # a session machine is another user
     assert base_use(bare, None)[1] is not None  # a bare session machine is derived too
+
+
+@pytest.mark.parametrize(
+    ("count", "calls"),
+    [(0, 0), (1, 1), (4, 1), (7, 1), (8, 2), (12, 3), (16, 4), (40, 4)],
+)
+def test_delete_chunks(count: int, calls: int) -> None:
+    from pytest_orbstack.policy import DELETE_CHUNK, delete_chunks
+
+    names = [f"m{i}" for i in range(count)]
+    chunks = delete_chunks(names + names[:2])  # a name twice is deleted once
+    assert len(chunks) == calls
+    assert sorted(n for c in chunks for n in c) == sorted(names)  # each machine exactly once
+    assert all(len(c) >= min(count, DELETE_CHUNK) for c in chunks)
