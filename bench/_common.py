@@ -171,6 +171,8 @@ class PytestRun:
     #: This run's slice of the simulator's operation log (a warm run shares its home).
     ops_before: int = 0
     ops_end: int | None = None
+    #: Wall-clock time (``time.time()``) the pytest process was started.
+    started_at: float = 0.0
 
     @property
     def sim_home(self) -> Path:
@@ -218,6 +220,20 @@ class PytestRun:
         if not path.exists():
             return []
         return [json.loads(line)["seconds"] for line in path.read_text().splitlines() if line]
+
+    def phases(self) -> tuple[float, float, float] | None:
+        """(first test body starts, last test body ends, the run's end) in seconds from the
+        pytest process's start: the wait for the first machine, the tests, and the tail (the
+        last deletes, worker shutdown, the report)."""
+        path = self.home / "bodies.jsonl"
+        if not path.exists() or not self.started_at:
+            return None
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line]
+        if not lines or "end" not in lines[0]:
+            return None
+        first = min(x["end"] - x["seconds"] for x in lines) - self.started_at
+        last = max(x["end"] for x in lines) - self.started_at
+        return first, last, self.seconds
 
 
 #: Words only the plugin's own in-machine scripts contain (pytest_orbstack.cloning).
@@ -274,6 +290,7 @@ def run_pytest(
     from orbsim.oplog import read_ops
 
     before = len(read_ops(home / "sim"))
+    started_at = time.time()
     started = time.perf_counter()
     proc = subprocess.run(
         argv,
@@ -288,7 +305,14 @@ def run_pytest(
     seconds = time.perf_counter() - started
     output = proc.stdout + proc.stderr
     run = PytestRun(
-        label, seconds, proc.returncode, output, home, before, len(read_ops(home / "sim"))
+        label,
+        seconds,
+        proc.returncode,
+        output,
+        home,
+        before,
+        len(read_ops(home / "sim")),
+        started_at,
     )
     left = bench.leftovers(home)
     if proc.returncode != 0:

@@ -111,6 +111,13 @@ def describe_run(run: PytestRun) -> str:
     )
     if report:
         text += f"\n{'':12}plugin phases: fresh machines (sum) {fresh or '-'}{template}"
+    phases = run.phases()
+    if phases is not None:
+        first, last, end = phases
+        text += (
+            f"\n{'':12}timeline: first test body at {first:.1f}s, last one ends at {last:.1f}s, "
+            f"run ends at {end:.1f}s (tail {end - last:.1f}s)"
+        )
     failed = run.failed_calls()
     if failed:
         text += f"\n{'':12}failed orbctl calls (then retried): " + ", ".join(
@@ -206,6 +213,15 @@ def main() -> int:
                 f"{par.calls_per_test():.2f}   [target <= 5: "
                 f"{'met' if par.calls_per_test() <= 5 else 'NOT met'}]"
             )
+            phases = par.phases()
+            if phases is not None:
+                first, last, end = phases
+                ahead = parts["create"] + parts["deploy"] + parts["clone"] + parts["start"]
+                print(
+                    f"  where -n {WORKERS} ({tag}) loses against the bound: first test "
+                    f"{first:.1f}s vs {ahead:.1f}s, tests {last - first:.1f}s vs "
+                    f"{body_share:.1f}s, tail {end - last:.1f}s vs {parts['delete']:.1f}s"
+                )
             made = template_make(par)
             if made is not None:
                 # the deploy refreshes apt indexes over the network: its time varies between

@@ -32,7 +32,7 @@ def timed_body() -> Iterator[None]:
     seconds = time.perf_counter() - started
     path = os.environ.get("BENCH_BODY_LOG")
     if path:
-        line = json.dumps({"seconds": seconds, "pid": os.getpid()}) + "\n"
+        line = json.dumps({"seconds": seconds, "pid": os.getpid(), "end": time.time()}) + "\n"
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line.encode())
