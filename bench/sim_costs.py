@@ -1,6 +1,6 @@
 """What orbsim's machines cost: the LXC runtime against the old home-made one, same run.
 
-    python bench/sim_costs.py [-n 5] [--runs 20] [--old-ref main] [--no-old]
+    python bench/sim_costs.py [-n 5] [--runs 20] [--old-ref 5522d7f^] [--no-old]
 
 Measures create, clone, start (to ready: for LXC machines ``systemctl is-system-running
 --wait`` says running), ``run true``, stop and delete as medians over ``-n`` rounds, each in a
@@ -8,7 +8,8 @@ throw-away ``ORBSIM_HOME`` (the base caches are shared and built first if needed
 the memory of one idle machine (RSS and PSS of its processes; for LXC also its monitor).
 
 The old runtime (unshare + a Python holder, no init, host network) is no longer in this tree:
-it is exported from git (``--old-ref``, default ``main``) into a temporary directory and run
+it is exported from git (``--old-ref``, default ``5522d7f^``: the last commit with it, the
+holder being deleted in 5522d7f) into a temporary directory and run
 from there, interleaved round by round with the current one, so both see the same noise.
 Printed: medians, ratios LXC/old (no slower = ratio <= 1), and the start-to-ready target
 (median <= 1.5 s).  This machine is noisy; only ratios and medians are meaningful.
@@ -32,6 +33,8 @@ LAUNCHER = (
     "#!{python}\nimport sys\nsys.path.insert(0, {path!r})\n"
     "from orbsim.cli import main\nsys.exit(main())\n"
 )
+# the last commit with the old holder runtime (5522d7f replaced it with LXC)
+OLD_REF = "5522d7f^"
 OPS = ("create", "clone", "start", "run true", "stop", "delete")
 
 
@@ -150,7 +153,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("-n", type=int, default=5, help="rounds (default 5)")
     ap.add_argument("--runs", type=int, default=20, help="`run true` calls per round (default 20)")
-    ap.add_argument("--old-ref", default="main", help="git ref of the old runtime (default main)")
+    ap.add_argument(
+        "--old-ref",
+        default=OLD_REF,
+        help=f"git ref of the old runtime (default {OLD_REF}: the last commit with it)",
+    )
     ap.add_argument("--no-old", action="store_true", help="measure the LXC runtime only")
     args = ap.parse_args()
 
