@@ -188,11 +188,11 @@ def kinds_for(cmd: str) -> list[str]:
 
 
 def _bump(home: Path, key: str, only_if_zero: bool = False) -> int:
-    from filelock import FileLock
+    from .locks import locked
 
     home.mkdir(parents=True, exist_ok=True)
     path = home / "faults.json"
-    with FileLock(str(home / "faults.lock"), timeout=120):
+    with locked(home / "faults.lock", timeout=120):
         try:
             counters: dict[str, int] = json.loads(path.read_text())
         except (OSError, ValueError):

@@ -164,10 +164,10 @@ def download(cache: Path, distro: str, version: str, arch: str, variant: str) ->
     why = _unreachable(cache, srv)
     if why:
         raise SimError(f"image server {srv} unreachable ({why})")
-    from filelock import FileLock
+    from .locks import locked
 
     _images_dir(cache).mkdir(parents=True, exist_ok=True)
-    with FileLock(str(_images_dir(cache) / "download.lock"), timeout=3600):
+    with locked(_images_dir(cache) / "download.lock", timeout=3600):
         if (base / "ok").exists() and (base / "rootfs" / "etc").is_dir():
             return base / "rootfs"
         try:

@@ -93,11 +93,11 @@ def _run(argv: list[str], *, stdin: str | None = None, check: bool = True) -> st
 
 @contextlib.contextmanager
 def _locked() -> Iterator[Path]:
-    from filelock import FileLock
+    from .locks import locked
 
     run_dir().mkdir(parents=True, exist_ok=True)
     d = net_dir()
-    with FileLock(str(run_dir() / "net.lock"), timeout=300):
+    with locked(run_dir() / "net.lock", timeout=300):
         # made under the lock: the last machine's teardown removes it (also while we waited)
         d.mkdir(exist_ok=True)
         os.chmod(d, 0o755)

@@ -2,7 +2,7 @@
 
 Cache layout (``$ORBSIM_CACHE``, default ``$XDG_CACHE_HOME/orbsim`` or ``~/.cache/orbsim``)::
 
-    base.lock                                filelock guarding builds/restores
+    base.lock                                lock guarding builds/restores (locks.py)
     base/debian-<suite>-<arch>-v4/rootfs/    the extracted base (read-only overlay lower layer)
     base/debian-<suite>-<arch>-v4/ok         marker written last: the base is complete
     base/debian-<suite>-<arch>-v4.tar.zst    compressed copy (``.tar.gz`` without zstd) used to
@@ -224,11 +224,11 @@ def ensure_base(cache: Path, *, quiet: bool = False, suite: str = SUITE) -> Path
     d, rootfs, marker = base_paths(cache, suite)
     if base_ready(cache, suite):
         return rootfs
-    from filelock import FileLock
+    from .locks import locked
 
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "base").mkdir(exist_ok=True)
-    with FileLock(str(cache / "base.lock"), timeout=3600):
+    with locked(cache / "base.lock", timeout=3600):
         if base_ready(cache, suite):
             return rootfs
         name = base_name(suite)

@@ -1,11 +1,11 @@
 """The simulator's persistent state: ``$ORBSIM_HOME/state.json`` guarded by ``state.lock``.
 
-Writers take :func:`transaction` (a ``filelock.FileLock``; the state is written to a temp file
-and renamed into place); readers may call :func:`read` without the lock.  Slow work never runs
-under the lock: a machine in a transitional state (``creating``, ``starting``, ``stopping``,
-``deleting``) is *reserved* by the process recorded in its ``owner`` (pid + start time).  When
-that process is gone the reservation is void, and :func:`effective_state` says what the
-machine really is:
+Writers take :func:`transaction` (an exclusive ``flock`` on ``state.lock``, :mod:`orbsim.locks`;
+the state is written to a temp file and renamed into place); readers may call :func:`read`
+without the lock.  Slow work never runs under the lock: a machine in a transitional state
+(``creating``, ``starting``, ``stopping``, ``deleting``) is *reserved* by the process recorded in
+its ``owner`` (pid + start time).  When that process is gone the reservation is void, and
+:func:`effective_state` says what the machine really is:
 
 * ``creating`` / ``deleting`` with a dead owner: the operation failed half way; the machine is
   treated as gone and the next transaction removes its record and directory (the real server
@@ -241,11 +241,11 @@ def normalize(txn: Txn) -> None:
 
 @contextlib.contextmanager
 def transaction(home: Path) -> Iterator[Txn]:
-    from filelock import FileLock
+    from .locks import locked
 
     home.mkdir(parents=True, exist_ok=True)
     txn: Txn
-    with FileLock(str(home / "state.lock"), timeout=LOCK_TIMEOUT):
+    with locked(home / "state.lock", timeout=LOCK_TIMEOUT):
         st = _load(home)
         before = json.dumps(st, sort_keys=True)
         txn = Txn(home, st)
