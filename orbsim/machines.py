@@ -253,10 +253,14 @@ def _restore_lower(ctx: Ctx, rec: S.Record) -> Path:
     raise SimError(f"start '{rec['name']}': root filesystem missing: {lower}")
 
 
-def start_machine(ctx: Ctx, rec: S.Record) -> tuple[dict[str, Any], str]:
+def start_machine(
+    ctx: Ctx, rec: S.Record, while_booting: Callable[[], None] | None = None
+) -> tuple[dict[str, Any], str]:
     """Boot the machine's container and wait until it is ready; return (init ident, ip4).
 
-    Nothing is left behind when this fails (container stopped, address released).
+    ``while_booting`` is called once the container runs, before waiting for systemd (work
+    that does not need a booted system overlaps the boot).  Nothing is left behind when this
+    fails (container stopped, address released).
     """
     home, mid = ctx.home, rec["id"]
     mdir = S.machine_dir(home, mid)
@@ -290,6 +294,8 @@ def start_machine(ctx: Ctx, rec: S.Record) -> tuple[dict[str, Any], str]:
             r = t.st["machines"].get(mid)
             if r is not None:
                 r["holder"], r["ip4"] = init, addr["ip"]
+        if while_booting is not None:
+            while_booting()
         word = lxc.wait_ready(home, mid, init)
         if word != "running":
             _note(home, mid, f"booted: systemd is {word}")
@@ -320,6 +326,34 @@ def reap_machine(home: Path, mid: str) -> None:
 # ---------------------------------------------------------------- executing in machines
 
 
+def _root_env() -> dict[str, str]:
+    env = {"PATH": ROOT_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root", "LANG": "C.UTF-8"}
+    env["DEBIAN_FRONTEND"] = "noninteractive"
+    return env
+
+
+def guest_root_popen(home: Path, mid: str, script: str, *args: str) -> subprocess.Popen[bytes]:
+    """Start a shell script as root in a running machine (empty stdin, output captured)."""
+    return subprocess.Popen(
+        lxc.attach_argv(home, mid, ["/bin/sh", "-c", script, "sh", *args]),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_root_env(),
+    )
+
+
+def _finish(proc: subprocess.Popen[bytes], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """Wait for a :func:`guest_root_popen` process (killed after ``timeout``) and its output."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def guest_root_sh(
     home: Path,
     rec: S.Record,
@@ -329,13 +363,11 @@ def guest_root_sh(
     timeout: float = 600,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run a shell script as root in a running machine, capturing its output."""
-    env = {"PATH": ROOT_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root", "LANG": "C.UTF-8"}
-    env["DEBIAN_FRONTEND"] = "noninteractive"
     return subprocess.run(
         lxc.attach_argv(home, rec["id"], ["/bin/sh", "-c", script, "sh", *args]),
         input=stdin if stdin is not None else b"",
         capture_output=True,
-        env=env,
+        env=_root_env(),
         timeout=timeout,
     )
 
@@ -606,12 +638,18 @@ def _create_work(ctx: Ctx, mid: str, user: str, user_data: Any, password: str | 
             rec["lower"], rec["suite"], rec["source"] = str(src.path), src.suite, src.label
             if src.substituted:
                 rec["substituted"] = src.note
-        holder, ip4 = start_machine(ctx, rec)
+        # the default user is set up while systemd boots (it needs files, not services)
+        provisioning: list[subprocess.Popen[bytes]] = []
+
+        def provision() -> None:
+            _note(ctx.home, mid, "provisioning")
+            provisioning.append(guest_root_popen(ctx.home, mid, PROVISION, user))
+
+        holder, ip4 = start_machine(ctx, rec, while_booting=provision)
         with S.transaction(ctx.home) as t:
             rec = t.st["machines"][mid]
             rec["holder"], rec["ip4"] = holder, ip4
-        _note(ctx.home, mid, "provisioning")
-        res = guest_root_sh(ctx.home, rec, PROVISION, user)
+        res = _finish(provisioning[0], timeout=600)
         if res.returncode != 0:
             raise SimError(
                 f"create '{rec['name']}': setup: do initial setup: "

@@ -331,6 +331,13 @@ def _up(d: Path) -> dict[str, Any]:
         bridge, subnet = wanted_config()
         info = {"bridge": bridge, "subnet": str(subnet), "forward_orig": None, "forward_rules": []}
     bridge = info["bridge"]
+    if (
+        info.get("table")
+        and info.get("forward_orig") is not None
+        and _dnsmasq_alive(info)
+        and bridge_exists(bridge)
+    ):
+        return info  # up and complete (dnsmasq is started last): nothing to check or write
     subnet = ipaddress.IPv4Network(info["subnet"])
     gw = str(next(subnet.hosts()))
     # write-ahead: what is about to change is recorded first, so that an orbsim killed half way
@@ -351,10 +358,17 @@ def _up(d: Path) -> dict[str, Any]:
         _run(["nft", "-f", "-"], stdin=_nft_rules(bridge, subnet))
         _close_forward(info.get("forward_rules") or [])
         info["forward_rules"] = _open_forward(bridge)
+    info["table"] = True
     if not _dnsmasq_alive(info):
         info["dnsmasq"] = _start_dnsmasq(d, bridge, subnet)
     _write_json(d / "net.json", info)
     return info
+
+
+def _spawn_quiet(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def _down(d: Path, info: dict[str, Any]) -> None:
@@ -365,18 +379,25 @@ def _down(d: Path, info: dict[str, Any]) -> None:
             pid = int((d / "dnsmasq.pid").read_text().strip())
             if str(d / "dnsmasq.pid").encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 ident = {"pid": pid, "start": S.proc_start_time(pid)}
+    S.kill_ident(ident, signal.SIGTERM)
+    # the pieces go in parallel: deleting a bridge mostly waits for the kernel (RCU grace
+    # periods), so the table and dnsmasq go meanwhile; a missing table or bridge is no error
+    bridge = info.get("bridge")
+    procs = [_spawn_quiet(["nft", "delete", "table", "inet", TABLE])]
+    if bridge and bridge_exists(bridge):
+        procs.append(_spawn_quiet(["ip", "link", "del", bridge]))
+    _close_forward(info.get("forward_rules") or [])
     if S.alive(ident):
-        S.kill_ident(ident, signal.SIGTERM)
         deadline = time.monotonic() + 5
         while S.alive(ident) and time.monotonic() < deadline:
-            time.sleep(0.01)
+            time.sleep(0.002)
         S.kill_ident(ident, signal.SIGKILL)
-    _close_forward(info.get("forward_rules") or [])
-    if _table_exists():
-        subprocess.run(["nft", "delete", "table", "inet", TABLE], capture_output=True, timeout=30)
-    bridge = info.get("bridge")
-    if bridge and bridge_exists(bridge):
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, timeout=30)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     orig = info.get("forward_orig")
     if orig is not None and orig != "1":
         with contextlib.suppress(OSError):
