@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 
 __all__ = ["BEHAVIOUR_VARS", "Decision", "decide", "fail_message", "latency", "sleep_latency"]
@@ -218,6 +217,8 @@ def decide(home: Path, cmd: str) -> Decision:
     p_fail = _prob("ORBSIM_FAIL", cmd)
     if p_hang <= 0 and p_detach <= 0 and p_fail <= 0:
         return Decision()
+    import random
+
     n = _bump(home, cmd)
     seed = os.environ.get("ORBSIM_SEED", "0")
     rng = random.Random(f"{seed}:{cmd}:{n}")

@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from typing import Any
+
+TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def proc_start_time(pid: int) -> int | None:
