@@ -214,6 +214,7 @@ def prepare_systemd_root(root: Path) -> None:
             if link.is_symlink() or link.exists():
                 link.unlink()
             link.symlink_to("/dev/null")
+        _mark_updated(root)
         gen_dir = etc / "systemd/system-generators"
         gen_dir.mkdir(exist_ok=True)
         for gen in MASK_GENERATORS:
@@ -221,6 +222,26 @@ def prepare_systemd_root(root: Path) -> None:
             if link.is_symlink() or link.exists():
                 link.unlink()
             link.symlink_to("/dev/null")
+
+
+def _mark_updated(root: Path) -> None:
+    """``/etc/.updated`` and ``/var/.updated`` as ``systemd-update-done`` writes them, so that
+    the ``ConditionNeedsUpdate=`` units (ldconfig, the journal catalog, sysusers, update-done
+    itself: trixie) do not run at every machine's first boot for a /usr nobody changed."""
+    try:
+        usr = os.stat(root / "usr")
+    except OSError:
+        return
+    for sub in ("etc", "var"):
+        f = root / sub / ".updated"
+        if not f.parent.is_dir() or f.is_symlink():
+            continue
+        f.write_text(
+            "# This file was created by orbsim as systemd-update-done would: it holds the\n"
+            "# timestamp of /usr. See man:systemd-update-done.service(8).\n"
+            f"TIMESTAMP_NSEC={usr.st_mtime_ns}\n"
+        )
+        os.utime(f, ns=(usr.st_atime_ns, usr.st_mtime_ns))
 
 
 def _tar_create(src: Path, out: Path, extra: list[str] | None = None) -> None:
