@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 from . import procs as S
 from .errors import SimError
+
+TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
+if TYPE_CHECKING:
+    import subprocess
+    from typing import Any
 
 COMMON_CONF = "/usr/share/lxc/config/common.conf"
 # LXC's templates drop mac_admin mac_override sys_time sys_module sys_rawio (common.conf);
@@ -105,6 +107,8 @@ def write_config(
 
 
 def _tool(name: str) -> str:
+    import shutil
+
     for base in ("/usr/bin", "/usr/sbin", "/bin", "/sbin"):
         p = f"{base}/{name}"
         if os.access(p, os.X_OK):
@@ -115,6 +119,8 @@ def _tool(name: str) -> str:
 def _lxc(
     cmd: str, home_lxc: Path, mid: str, *args: str, timeout: float = 60
 ) -> subprocess.CompletedProcess[bytes]:
+    import subprocess
+
     return subprocess.run(
         [_tool(cmd), "-P", str(home_lxc), "-n", mid, *args],
         stdin=subprocess.DEVNULL,
@@ -240,6 +246,8 @@ def wait_ready(home: Path, mid: str, init: dict[str, Any], timeout: float = BOOT
     retries if that one call raced the socket's ``listen``.  A machine whose init is not
     systemd is ready when it runs.
     """
+    import subprocess
+
     deadline = time.monotonic() + timeout
     if not is_systemd(init):
         # init may still be exec'ing: give it a moment to become systemd
@@ -324,6 +332,8 @@ def stop(
     container's veth and cgroups.  After a clean stop the monitor finishes that on its own
     (as after ``lxc-stop``); a start of the same machine waits for it (:func:`reap`).
     """
+    import subprocess
+
     if init and S.alive(init):
         monitor = monitor_of(init)
         if not kill:
@@ -353,6 +363,8 @@ def reap(home_lxc: Path, mid: str) -> None:
     Reads the container's cgroups (no ``lxc-info``): nothing in them is the common case.  A
     monitor alone in them is finishing a stopped container's cleanup and gets two seconds.
     """
+    import subprocess
+
     pids = cgroup_pids(mid)
     if pids and not cgroup_pids(mid, payload=True):
         deadline = time.monotonic() + 2

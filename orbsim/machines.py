@@ -16,19 +16,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from . import faults, lxc, net, rootfs
 from . import state as S
 from .ctx import Ctx
 from .distros import valid_name
 from .errors import HostUnsupported, SimError
+
+TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
+if TYPE_CHECKING:
+    import subprocess
+    from typing import Any
 
 WAIT_TIMEOUT = 120.0
 ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -44,6 +46,8 @@ HOST_TOOLS = ("lxc-start", "lxc-attach", "lxc-stop", "lxc-info", "nft", "dnsmasq
 
 def host_problem() -> str | None:
     """Why machines cannot run here, or None (``orbsim doctor`` says more)."""
+    import shutil
+
     if not sys.platform.startswith("linux"):
         return f"orbsim needs Linux (this is {sys.platform})"
     if os.geteuid() != 0:
@@ -334,6 +338,8 @@ def _root_env() -> dict[str, str]:
 
 def guest_root_popen(home: Path, mid: str, script: str, *args: str) -> subprocess.Popen[bytes]:
     """Start a shell script as root in a running machine (empty stdin, output captured)."""
+    import subprocess
+
     return subprocess.Popen(
         lxc.attach_argv(home, mid, ["/bin/sh", "-c", script, "sh", *args]),
         stdin=subprocess.DEVNULL,
@@ -345,6 +351,8 @@ def guest_root_popen(home: Path, mid: str, script: str, *args: str) -> subproces
 
 def _finish(proc: subprocess.Popen[bytes], timeout: float) -> subprocess.CompletedProcess[bytes]:
     """Wait for a :func:`guest_root_popen` process (killed after ``timeout``) and its output."""
+    import subprocess
+
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -363,6 +371,8 @@ def guest_root_sh(
     timeout: float = 600,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run a shell script as root in a running machine, capturing its output."""
+    import subprocess
+
     return subprocess.run(
         lxc.attach_argv(home, rec["id"], ["/bin/sh", "-c", script, "sh", *args]),
         input=stdin if stdin is not None else b"",
@@ -745,6 +755,8 @@ def _delete_one(ctx: Ctx, mid: str, all_: bool) -> None:
 
 
 def rename(ctx: Ctx, old: str, new: str) -> None:
+    import subprocess
+
     with S.transaction(ctx.home) as t:
         rec = S.find(t.st, old)
         if rec is None:
@@ -779,6 +791,8 @@ def rename(ctx: Ctx, old: str, new: str) -> None:
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
+    import subprocess
+
     res = subprocess.run(
         ["cp", "-a", "--reflink=auto", str(src), str(dst)],
         stdin=subprocess.DEVNULL,
@@ -900,6 +914,9 @@ def export(ctx: Ctx, key: str, out: Path) -> None:
 
 
 def _export_work(ctx: Ctx, rec: S.Record, out: Path) -> None:
+    import shutil
+    import subprocess
+
     mdir = S.machine_dir(ctx.home, rec["id"])
     staging = mdir / f"export-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -977,6 +994,8 @@ def _export_work(ctx: Ctx, rec: S.Record, out: Path) -> None:
 
 
 def read_export_config(archive: Path) -> dict[str, Any]:
+    import subprocess
+
     try:
         dopts = rootfs.decompress_opts(archive)
     except FileNotFoundError:
@@ -999,6 +1018,8 @@ def read_export_config(archive: Path) -> dict[str, Any]:
 
 
 def import_(ctx: Ctx, archive: Path, name: str | None) -> None:
+    import shutil
+
     cfg = read_export_config(archive)
     record = cfg["record"]
     name = name or record["name"]
@@ -1057,6 +1078,8 @@ def import_(ctx: Ctx, archive: Path, name: str | None) -> None:
 
 def import_rootfs(ctx: Ctx, image: dict[str, str], tarball: Path) -> Path:
     """``sim-import-rootfs``: register a root filesystem tarball as the base of an image."""
+    import shutil
+
     if not tarball.exists():
         raise SimError(f"open {tarball}: no such file or directory")
     iid = S.new_id()

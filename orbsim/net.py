@@ -32,21 +32,22 @@ and rules, dnsmasq, the runtime files, and ``ip_forward`` goes back to what it w
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import json
 import os
 import re
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from . import procs as S
 from .errors import SimError
+
+TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
+if TYPE_CHECKING:
+    import subprocess
+    from typing import Any
 
 DEFAULT_SUBNET = "192.168.139.0/24"
 DEFAULT_BRIDGE = "orbsim0"
@@ -79,6 +80,8 @@ def wanted_config() -> tuple[str, ipaddress.IPv4Network]:
 
 
 def _run(argv: list[str], *, stdin: str | None = None, check: bool = True) -> str:
+    import subprocess
+
     res = subprocess.run(
         argv,
         input=(stdin or "").encode(),
@@ -139,6 +142,8 @@ def bridge_exists(bridge: str) -> bool:
 
 
 def _table_exists() -> bool:
+    import subprocess
+
     return (
         subprocess.run(
             ["nft", "list", "table", "inet", TABLE], capture_output=True, timeout=30
@@ -173,6 +178,8 @@ def dropping_forward_chains() -> list[tuple[str, str, str]]:
 
     With iptables-nft (Debian/Ubuntu's default), Docker's ``FORWARD`` chain is one of them.
     """
+    import subprocess
+
     try:
         out = _run(["nft", "-j", "list", "chains"], check=True)
         data = json.loads(out)
@@ -199,6 +206,9 @@ def dropping_forward_chains() -> list[tuple[str, str, str]]:
 
 def _open_forward(bridge: str) -> list[dict[str, Any]]:
     """Accept the bridge's forwarded traffic in every dropping forward chain; return handles."""
+    import shutil
+    import subprocess
+
     added: list[dict[str, Any]] = []
     for fam, table, chain in dropping_forward_chains():
         for rule in (
@@ -241,6 +251,8 @@ def _open_forward(bridge: str) -> list[dict[str, Any]]:
 
 
 def _close_forward(rules: list[dict[str, Any]]) -> None:
+    import subprocess
+
     for r in rules:
         if "iptables" in r:
             subprocess.run(
@@ -366,6 +378,8 @@ def _up(d: Path) -> dict[str, Any]:
 
 
 def _spawn_quiet(argv: list[str]) -> subprocess.Popen[bytes]:
+    import subprocess
+
     return subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -373,6 +387,9 @@ def _spawn_quiet(argv: list[str]) -> subprocess.Popen[bytes]:
 
 def _down(d: Path, info: dict[str, Any]) -> None:
     """Remove everything the network added to the host.  Lock held."""
+    import shutil
+    import subprocess
+
     ident = info.get("dnsmasq")
     if not S.alive(ident):  # started by an orbsim killed before it recorded it: its pid file
         with contextlib.suppress(OSError, ValueError):
@@ -425,6 +442,8 @@ def pool(subnet: ipaddress.IPv4Network) -> list[str]:
 
 
 def mac_for(mid: str) -> str:
+    import hashlib
+
     h = hashlib.sha256(mid.encode()).digest()
     return "02:0b:" + ":".join(f"{b:02x}" for b in h[:4])
 
@@ -469,6 +488,8 @@ def acquire(home: Path, lxcpath: Path, mid: str, name: str) -> dict[str, Any]:
 
     Returns ``{"ip", "prefix", "gateway", "bridge", "mac", "dns"}``.
     """
+    import hashlib
+
     with _locked() as d:
         _prune(d)
         info = _up(d)
@@ -556,6 +577,8 @@ def release(home: Path, mid: str) -> None:
 
 
 def _maybe_down(d: Path) -> None:
+    import shutil
+
     if _prune(d):
         return
     info = current()

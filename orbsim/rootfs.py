@@ -21,8 +21,6 @@ reused.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -71,6 +69,8 @@ def base_available(cache: Path, suite: str = SUITE) -> bool:
 
 def compressor() -> tuple[list[str], str]:
     """(tar compression option, file suffix): zstd when its binary exists, else gzip."""
+    import shutil
+
     if shutil.which("zstd"):
         return ["-I", "zstd -T0 -3"], ".tar.zst"
     if shutil.which("pigz"):
@@ -80,6 +80,8 @@ def compressor() -> tuple[list[str], str]:
 
 def decompress_opts(path: Path) -> list[str]:
     """tar options to read ``path`` (zstd, gzip or plain tar, detected by magic bytes)."""
+    import shutil
+
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic == b"\x28\xb5\x2f\xfd":
@@ -102,6 +104,8 @@ def _log(msg: str) -> None:
 
 
 def _run(argv: list[str], log_path: Path | None = None) -> None:
+    import subprocess
+
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
@@ -284,6 +288,8 @@ def extract_tar(archive: Path, dest: Path, members: list[str] | None = None) -> 
 
 def ensure_base(cache: Path, *, quiet: bool = False, suite: str = SUITE) -> Path:
     """Return the base rootfs path of a Debian release, building or restoring it once."""
+    import shutil
+
     d, rootfs, marker = base_paths(cache, suite)
     if base_ready(cache, suite):
         return rootfs
