@@ -332,8 +332,6 @@ def stop(
     container's veth and cgroups.  After a clean stop the monitor finishes that on its own
     (as after ``lxc-stop``); a start of the same machine waits for it (:func:`reap`).
     """
-    import subprocess
-
     if init and S.alive(init):
         monitor = monitor_of(init)
         if not kill:
@@ -346,6 +344,8 @@ def stop(
             if monitor is not None:
                 _wait_exit(monitor, 10)
     if cgroup_pids(mid, payload=True):  # no (live) init known, or something outlived it
+        import subprocess
+
         home_lxc = lxcpath(home)
         if (home_lxc / mid / "config").exists():
             args = ["-k"] if kill else ["-t", str(int(timeout))]
@@ -363,8 +363,6 @@ def reap(home_lxc: Path, mid: str) -> None:
     Reads the container's cgroups (no ``lxc-info``): nothing in them is the common case.  A
     monitor alone in them is finishing a stopped container's cleanup and gets two seconds.
     """
-    import subprocess
-
     pids = cgroup_pids(mid)
     if pids and not cgroup_pids(mid, payload=True):
         deadline = time.monotonic() + 2
@@ -372,6 +370,8 @@ def reap(home_lxc: Path, mid: str) -> None:
             time.sleep(0.005)
             pids = cgroup_pids(mid)
     if pids and (home_lxc / mid / "config").exists():
+        import subprocess
+
         with contextlib.suppress(subprocess.TimeoutExpired):
             _lxc("lxc-stop", home_lxc, mid, "-k", timeout=40)
     # a container without a usable config or monitor (its home deleted, its monitor killed):

@@ -141,17 +141,6 @@ def bridge_exists(bridge: str) -> bool:
     return Path("/sys/class/net", bridge).exists()
 
 
-def _table_exists() -> bool:
-    import subprocess
-
-    return (
-        subprocess.run(
-            ["nft", "list", "table", "inet", TABLE], capture_output=True, timeout=30
-        ).returncode
-        == 0
-    )
-
-
 def _nft_rules(bridge: str, subnet: ipaddress.IPv4Network) -> str:
     return f"""table inet {TABLE} {{
   chain input {{
@@ -290,7 +279,10 @@ def _dnsmasq_alive(info: dict[str, Any]) -> bool:
     return S.alive(ident)
 
 
-def _start_dnsmasq(d: Path, bridge: str, subnet: ipaddress.IPv4Network) -> dict[str, Any]:
+def _start_dnsmasq(d: Path, bridge: str, subnet: ipaddress.IPv4Network) -> subprocess.Popen[bytes]:
+    """Start dnsmasq (it daemonizes: the process returned exits once the daemon runs)."""
+    import subprocess
+
     hosts = list(subnet.hosts())
     gw = str(hosts[0])
     for sub in ("hosts", "dhcp-hosts"):
@@ -323,14 +315,25 @@ def _start_dnsmasq(d: Path, bridge: str, subnet: ipaddress.IPv4Network) -> dict[
         f"--domain={DOMAIN}",
         f"--local=/{DOMAIN}/",
     ]
-    _run(argv)
+    return subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def _dnsmasq_started(d: Path, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """Wait for :func:`_start_dnsmasq`'s process; return the daemon's identity."""
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode != 0:
+        msg = (err or out).decode(errors="replace").strip()
+        raise SimError(f"network: dnsmasq: {msg or f'exit {proc.returncode}'}")
+    pidfile = d / "dnsmasq.pid"
     deadline = time.monotonic() + 5
     pid = None
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError):
             pid = int(pidfile.read_text().strip())
             break
-        time.sleep(0.01)
+        time.sleep(0.002)
     if pid is None:
         raise SimError("network: dnsmasq did not write its pid file")
     return {"pid": pid, "start": S.proc_start_time(pid)}
@@ -363,16 +366,28 @@ def _up(d: Path) -> dict[str, Any]:
     if not bridge_exists(bridge):
         info["bridge_made"] = True
         _write_json(d / "net.json", info)
-        _run(["ip", "link", "add", bridge, "type", "bridge"])
-        _run(["ip", "addr", "add", f"{gw}/{subnet.prefixlen}", "dev", bridge])
-        _run(["ip", "link", "set", bridge, "up"])
-    if not _table_exists():
-        _run(["nft", "-f", "-"], stdin=_nft_rules(bridge, subnet))
+        _run(
+            ["ip", "-batch", "-"],
+            stdin=f"link add {bridge} type bridge\n"
+            f"addr add {gw}/{subnet.prefixlen} dev {bridge}\n"
+            f"link set {bridge} up\n",
+        )
+    # dnsmasq (it needs the bridge) starts while the firewall is set up
+    dns = None if _dnsmasq_alive(info) else _start_dnsmasq(d, bridge, subnet)
+    try:
+        # the table's rules are (re)made in one transaction: one left by a killed orbsim is
+        # emptied first (no separate listing; deleting a table would cost a grace period)
+        _run(
+            ["nft", "-f", "-"],
+            stdin=f"add table inet {TABLE}\nflush table inet {TABLE}\n"
+            + _nft_rules(bridge, subnet),
+        )
         _close_forward(info.get("forward_rules") or [])
         info["forward_rules"] = _open_forward(bridge)
-    info["table"] = True
-    if not _dnsmasq_alive(info):
-        info["dnsmasq"] = _start_dnsmasq(d, bridge, subnet)
+        info["table"] = True
+    finally:
+        if dns is not None:
+            info["dnsmasq"] = _dnsmasq_started(d, dns)
     _write_json(d / "net.json", info)
     return info
 
@@ -577,14 +592,14 @@ def release(home: Path, mid: str) -> None:
 
 
 def _maybe_down(d: Path) -> None:
-    import shutil
-
     if _prune(d):
         return
     info = current()
     if info is not None:
         _down(d, info)
     else:
+        import shutil
+
         shutil.rmtree(d, ignore_errors=True)
 
 
