@@ -327,10 +327,12 @@ def stop(
     after ``timeout`` s) or, with ``kill``, at once (SIGKILL).
 
     The signal goes straight to the container's init and its exit is awaited on a pidfd (no
-    ``lxc-stop`` process, no polling of the monitor).  A killed container's data is thrown away
-    (delete), so its monitor is also awaited: when this returns, the monitor has removed the
-    container's veth and cgroups.  After a clean stop the monitor finishes that on its own
-    (as after ``lxc-stop``); a start of the same machine waits for it (:func:`reap`).
+    ``lxc-stop`` process, no polling of the monitor).  After a clean stop the monitor finishes
+    its cleanup (veth, cgroups) on its own, as after ``lxc-stop``; a start of the same machine
+    waits for it (:func:`reap`).  A killed container's data is thrown away (delete), so its
+    monitor is killed with it and its cgroups are removed here: when this returns nothing of the
+    container is left but its veth, which the kernel deletes with the network namespace (the
+    monitor would delete it synchronously, one RCU grace period, ~25 ms here).
     """
     if init and S.alive(init):
         monitor = monitor_of(init)
@@ -340,17 +342,20 @@ def stop(
                 kill = True
         if kill:
             S.kill_ident(init, signal.SIGKILL)
+            S.kill_ident(monitor, signal.SIGKILL)
             _wait_exit(init, 10)
             if monitor is not None:
                 _wait_exit(monitor, 10)
+    if kill:
+        reap(lxcpath(home), mid)  # leftovers (none if init and monitor are gone), cgroups
+        return
     if cgroup_pids(mid, payload=True):  # no (live) init known, or something outlived it
         import subprocess
 
         home_lxc = lxcpath(home)
         if (home_lxc / mid / "config").exists():
-            args = ["-k"] if kill else ["-t", str(int(timeout))]
             with contextlib.suppress(subprocess.TimeoutExpired):
-                _lxc("lxc-stop", home_lxc, mid, *args, timeout=40)
+                _lxc("lxc-stop", home_lxc, mid, "-t", str(int(timeout)), timeout=40)
         if init and S.alive(init):  # the monitor is gone (killed): kill init ourselves
             S.kill_ident(init, signal.SIGKILL)
             _wait_exit(init, 10)
