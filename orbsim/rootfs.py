@@ -14,8 +14,8 @@ Each Debian release (bullseye, bookworm, trixie, ...) is built once with ``deboo
 PID 1 by LXC), dbus, iproute2, sudo, procps, ca-certificates and curl (OrbStack's own setup
 installs curl in Debian/Ubuntu machines).  Per-machine identity (machine-id, hostname) is not
 baked in: orbsim writes it into each machine's own upper layer.  v4 = the first base with
-systemd; v5 = v4 with more units and generators masked (:data:`MASK`); older bases are never
-reused.
+systemd; v5 = v4 with more units and generators masked (:data:`MASK`), no credential mounts,
+``/etc/.updated``; older bases are never reused.
 """
 
 from __future__ import annotations
@@ -189,6 +189,42 @@ MASK_GENERATORS = (
 )
 
 
+# Services that read credentials a VM or container manager may pass to the system
+# (sysctl.extra, tmpfiles.extra, journal.*, ...).  LXC passes none, but systemd still mounts a
+# /run/credentials/UNIT for each (and unmounts it with a /bin/umount process at poweroff): a
+# drop-in empties their lists (since v5).
+NO_CREDENTIALS = (
+    "systemd-sysctl.service",
+    "systemd-sysusers.service",
+    "systemd-tmpfiles-setup.service",
+    "systemd-tmpfiles-setup-dev.service",
+    "systemd-tmpfiles-setup-dev-early.service",
+    "systemd-tmpfiles-clean.service",
+    "systemd-journald.service",
+)
+CREDENTIAL_KEYS = ("LoadCredential", "LoadCredentialEncrypted", "ImportCredential", "SetCredential")
+
+
+def _drop_credentials(root: Path) -> None:
+    for unit in NO_CREDENTIALS:
+        text = ""
+        for d in ("usr/lib/systemd/system", "lib/systemd/system"):
+            f = root / d / unit
+            if f.is_file() and not f.is_symlink():
+                text = f.read_text(errors="replace")
+                break
+        keys = [k for k in CREDENTIAL_KEYS if f"\n{k}=" in "\n" + text]
+        if not keys:
+            continue
+        dropin = root / "etc/systemd/system" / f"{unit}.d"
+        dropin.mkdir(parents=True, exist_ok=True)
+        body = "".join(f"{k}=\n" for k in keys)
+        (dropin / "orbsim-no-credentials.conf").write_text(
+            "# orbsim: LXC passes no credentials; no /run/credentials mount for this unit\n"
+            f"[Service]\n{body}"
+        )
+
+
 def prepare_systemd_root(root: Path) -> None:
     """Make a root filesystem fit to boot as an orbsim machine (idempotent).
 
@@ -200,7 +236,8 @@ def prepare_systemd_root(root: Path) -> None:
     * masked (:data:`MASK`, :data:`MASK_GENERATORS`): getty on the console (nobody logs in
       there), time sync (the host owns the clock: CAP_SYS_TIME is dropped), wait-online,
       firstboot, apt's daily timers, utmp records, what only concerns the host's kernel,
-      disks and consoles, and the generators that read them.
+      disks and consoles, and the generators that read them;
+    * no credential mounts for the early services (:data:`NO_CREDENTIALS`).
     """
     etc = root / "etc"
     if (etc / "machine-id").exists() or (etc / "machine-id").is_symlink():
@@ -219,6 +256,7 @@ def prepare_systemd_root(root: Path) -> None:
                 link.unlink()
             link.symlink_to("/dev/null")
         _mark_updated(root)
+        _drop_credentials(root)
         gen_dir = etc / "systemd/system-generators"
         gen_dir.mkdir(exist_ok=True)
         for gen in MASK_GENERATORS:
