@@ -292,29 +292,6 @@ def wait_ready(home: Path, mid: str, init: dict[str, Any], timeout: float = BOOT
     raise SimError(f"machine didn't start in {int(timeout)}s (systemd: {word or 'no answer'})")
 
 
-def _wait_exit(ident: dict[str, Any], timeout: float) -> bool:
-    """Wait (event-driven: a pidfd) until the process ``ident`` has exited; True if it has."""
-    try:
-        fd = os.pidfd_open(int(ident["pid"]))
-    except (OSError, AttributeError):
-        fd = -1
-    try:
-        if not S.alive(ident):  # checked after opening: the pidfd is of this very process
-            return True
-        if fd >= 0:
-            import select
-
-            select.select([fd], [], [], timeout)
-        else:  # no pidfds (kernel < 5.3): poll
-            deadline = time.monotonic() + timeout
-            while S.alive(ident) and time.monotonic() < deadline:
-                time.sleep(0.005)
-        return not S.alive(ident)
-    finally:
-        if fd >= 0:
-            os.close(fd)
-
-
 def halt_signal(init: dict[str, Any]) -> int:
     """What LXC sends for a clean shutdown: SIGRTMIN+3 to systemd, else SIGPWR."""
     return signal.SIGRTMIN + 3 if is_systemd(init) else signal.SIGPWR
@@ -338,14 +315,14 @@ def stop(
         monitor = monitor_of(init)
         if not kill:
             S.kill_ident(init, halt_signal(init))
-            if not _wait_exit(init, timeout):
+            if not S.wait_exit(init, timeout):
                 kill = True
         if kill:
             S.kill_ident(init, signal.SIGKILL)
             S.kill_ident(monitor, signal.SIGKILL)
-            _wait_exit(init, 10)
+            S.wait_exit(init, 10)
             if monitor is not None:
-                _wait_exit(monitor, 10)
+                S.wait_exit(monitor, 10)
     if kill:
         reap(lxcpath(home), mid)  # leftovers (none if init and monitor are gone), cgroups
         return
@@ -358,7 +335,7 @@ def stop(
                 _lxc("lxc-stop", home_lxc, mid, "-t", str(int(timeout)), timeout=40)
         if init and S.alive(init):  # the monitor is gone (killed): kill init ourselves
             S.kill_ident(init, signal.SIGKILL)
-            _wait_exit(init, 10)
+            S.wait_exit(init, 10)
     remove_cgroups(mid)
 
 

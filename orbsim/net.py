@@ -403,7 +403,6 @@ def _spawn_quiet(argv: list[str]) -> subprocess.Popen[bytes]:
 def _down(d: Path, info: dict[str, Any]) -> None:
     """Remove everything the network added to the host.  Lock held."""
     import shutil
-    import subprocess
 
     ident = info.get("dnsmasq")
     if not S.alive(ident):  # started by an orbsim killed before it recorded it: its pid file
@@ -419,17 +418,10 @@ def _down(d: Path, info: dict[str, Any]) -> None:
     if bridge and bridge_exists(bridge):
         procs.append(_spawn_quiet(["ip", "link", "del", bridge]))
     _close_forward(info.get("forward_rules") or [])
-    if S.alive(ident):
-        deadline = time.monotonic() + 5
-        while S.alive(ident) and time.monotonic() < deadline:
-            time.sleep(0.002)
+    if ident is not None and not S.wait_exit(ident, 5):
         S.kill_ident(ident, signal.SIGKILL)
     for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        S.wait_child(proc, 30)
     orig = info.get("forward_orig")
     if orig is not None and orig != "1":
         with contextlib.suppress(OSError):
