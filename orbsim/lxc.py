@@ -25,6 +25,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import procs as S
@@ -298,7 +299,13 @@ def halt_signal(init: dict[str, Any]) -> int:
 
 
 def stop(
-    home: Path, mid: str, init: dict[str, Any] | None, *, kill: bool = False, timeout: float = 10
+    home: Path,
+    mid: str,
+    init: dict[str, Any] | None,
+    *,
+    kill: bool = False,
+    timeout: float = 10,
+    killed: Callable[[], None] | None = None,
 ) -> None:
     """Stop the container: clean (what ``lxc-stop -t 10`` does: SIGRTMIN+3 to systemd, SIGKILL
     after ``timeout`` s) or, with ``kill``, at once (SIGKILL).
@@ -309,7 +316,9 @@ def stop(
     waits for it (:func:`reap`).  A killed container's data is thrown away (delete), so its
     monitor is killed with it and its cgroups are removed here: when this returns nothing of the
     container is left but its veth, which the kernel deletes with the network namespace (the
-    monitor would delete it synchronously, one RCU grace period, ~25 ms here).
+    monitor would delete it synchronously, one RCU grace period, ~25 ms here).  ``killed`` is
+    called once the SIGKILLs are sent, before they are awaited (nothing in a killed container
+    needs the host any more: its address can go meanwhile).
     """
     if init and S.alive(init):
         monitor = monitor_of(init)
@@ -320,11 +329,18 @@ def stop(
         if kill:
             S.kill_ident(init, signal.SIGKILL)
             S.kill_ident(monitor, signal.SIGKILL)
-            S.wait_exit(init, 10)
-            if monitor is not None:
-                S.wait_exit(monitor, 10)
+            try:
+                call, killed = killed, None
+                if call is not None:
+                    call()
+            finally:
+                S.wait_exit(init, 10)
+                if monitor is not None:
+                    S.wait_exit(monitor, 10)
     if kill:
         reap(lxcpath(home), mid)  # leftovers (none if init and monitor are gone), cgroups
+        if killed is not None:  # init was not known to be alive: only now nothing runs
+            killed()
         return
     if cgroup_pids(mid, payload=True):  # no (live) init known, or something outlived it
         import subprocess

@@ -316,9 +316,17 @@ def start_machine(
 
 
 def stop_machine(home: Path, rec: S.Record, *, kill: bool = False) -> None:
-    """Stop the container (clean unless ``kill``) and free its address."""
-    lxc.stop(home, rec["id"], rec.get("holder"), kill=kill)
-    net.release(home, rec["id"])
+    """Stop the container (clean unless ``kill``) and free its address.
+
+    A clean stop frees the address once the machine is down (its services may use the network
+    while they stop); a killed machine's address (and, for the last machine, the network) goes
+    while the kernel tears the container down."""
+    mid = rec["id"]
+    if kill:
+        lxc.stop(home, mid, rec.get("holder"), kill=True, killed=lambda: net.release(home, mid))
+    else:
+        lxc.stop(home, mid, rec.get("holder"))
+        net.release(home, mid)
 
 
 def reap_machine(home: Path, mid: str) -> None:
