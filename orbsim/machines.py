@@ -553,26 +553,47 @@ def default_user() -> str:
 
 # Mirrors OrbStack's agent InitialSetup (scon/agent/setup.go): bash (else sh) from /etc/shells,
 # a user with its own group and a home, membership of the admin groups that exist, the
-# sudoers.d/orbstack line (written without a trailing newline, as OrbStack does) and /mnt/linux.
-# Unlike OrbStack the uid is the first free one from 1000 (not the macOS uid).
+# sudoers.d/orbstack line (written without a trailing newline, as OrbStack does, mode 0440) and
+# /mnt/linux.  Unlike OrbStack the uid is the first free one from 1000 (not the macOS uid).
+# Written for few processes (it runs while systemd boots): /etc/shells is read by the shell,
+# one getent finds the groups, a new user gets them from useradd itself.
 PROVISION = r"""
 set -e
 U="$1"
-SH=$(grep -E '/bash$' /etc/shells 2>/dev/null | head -n 1 || true)
-[ -n "$SH" ] || SH=$(grep -E '/sh$' /etc/shells 2>/dev/null | head -n 1 || true)
+SH=""
+if [ -r /etc/shells ]; then
+  while IFS= read -r l || [ -n "$l" ]; do
+    case "$l" in */bash) SH="$l"; break ;; esac
+  done < /etc/shells
+  if [ -z "$SH" ]; then
+    while IFS= read -r l || [ -n "$l" ]; do
+      case "$l" in */sh) SH="$l"; break ;; esac
+    done < /etc/shells
+  fi
+fi
 [ -n "$SH" ] || SH=/bin/sh
 if [ "$U" != root ]; then
-  if ! id -u "$U" >/dev/null 2>&1; then
-    useradd --create-home --shell "$SH" --user-group "$U"
-  fi
   G=""
-  for g in adm wheel staff admin sudo video; do
-    if getent group "$g" >/dev/null; then G="$G${G:+,}$g"; fi
+  for e in $(getent group adm wheel staff admin sudo video || true); do
+    G="$G${G:+,}${e%%:*}"
   done
-  [ -z "$G" ] || usermod -aG "$G" "$U"
-  mkdir -p /etc/sudoers.d
-  printf '%s ALL=(ALL) NOPASSWD:ALL' "$U" > /etc/sudoers.d/orbstack
-  chmod 0440 /etc/sudoers.d/orbstack
+  if ! id -u "$U" >/dev/null 2>&1; then
+    if [ -n "$G" ]; then
+      useradd --create-home --shell "$SH" --user-group --groups "$G" "$U"
+    else
+      useradd --create-home --shell "$SH" --user-group "$U"
+    fi
+  elif [ -n "$G" ]; then
+    usermod -aG "$G" "$U"
+  fi
+  [ -d /etc/sudoers.d ] || mkdir -p /etc/sudoers.d
+  if [ -e /etc/sudoers.d/orbstack ]; then
+    printf '%s ALL=(ALL) NOPASSWD:ALL' "$U" > /etc/sudoers.d/orbstack
+    chmod 0440 /etc/sudoers.d/orbstack
+  else
+    umask 0337
+    printf '%s ALL=(ALL) NOPASSWD:ALL' "$U" > /etc/sudoers.d/orbstack
+  fi
 fi
 [ -e /mnt/linux ] || ln -s / /mnt/linux 2>/dev/null || true
 """
