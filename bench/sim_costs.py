@@ -18,6 +18,7 @@ Printed: medians, ratios LXC/old (no slower = ratio <= 1), and the start-to-read
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -92,6 +93,7 @@ class Runtime:
         self.env["ORBSIM_HOME"] = str(root / "home")
         self.costs: dict[str, list[float]] = {k: [] for k in OPS}
         self.mem: list[tuple[int, int, int]] = []  # (rss kB, pss kB, processes)
+        self.shared: list[bool] = []  # per round: other machines kept the host network up
 
     def cmd(self, *args: str) -> list[str]:
         return [str(self.exe), *args]
@@ -120,9 +122,24 @@ class Runtime:
             rss, pss = rss + r, pss + s
         self.mem.append((rss, pss, len(pids)))
 
+    def other_leases(self) -> int:
+        """Machines of other homes on orbsim's host network (LXC only; 0 for the old runtime).
+
+        With none, this round's first start makes the network and its last stop or delete
+        removes it (bridge, nft table, dnsmasq): costs a shared network does not have."""
+        ldir = Path(os.environ.get("ORBSIM_RUNDIR") or "/run/orbsim") / "net" / "leases"
+        n = 0
+        with contextlib.suppress(OSError):
+            for p in ldir.iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    if json.loads(p.read_text()).get("home") != self.env["ORBSIM_HOME"]:
+                        n += 1
+        return n
+
     def round(self, i: int, runs: int) -> None:
         a, b = f"bench-{i}", f"bench-{i}-clone"
         c = self.costs
+        self.shared.append(self.other_leases() > 0)
         c["create"].append(timed(self.cmd("create", "debian", a), self.env))
         c["stop"].append(timed(self.cmd("stop", a), self.env))
         c["clone"].append(timed(self.cmd("clone", a, b), self.env))
@@ -206,6 +223,15 @@ def main() -> int:
             f"  idle machine memory ({rt.label}): RSS {rss:.1f} MB, PSS {pss:.1f} MB, "
             f"{procs:.0f} processes"
         )
+    shared = sum(runtimes[0].shared)
+    print(
+        "  host network (LXC): "
+        + (
+            "made and removed in every round (no other machines on the host)"
+            if not shared
+            else f"kept up by other machines in {shared} of {args.n} rounds"
+        )
+    )
     ready = med["lxc"]["start"]
     print(
         f"  target: LXC start-to-ready (systemd running) median {ready:.2f} s <= 1.5 s: "
