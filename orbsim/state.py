@@ -192,11 +192,13 @@ class Txn:
         self.st = st
         self.trash: list[Path] = []
         self.reap: list[str] = []
+        self.gone: list[str] = []  # discarded machines: their LXC directory goes after the reap
 
     def discard_machine(self, rec: Record) -> None:
         """Drop a record now; kill its init; move its directory to the trash (fast rename)."""
         kill_ident(rec.get("holder"))
         self.reap.append(rec["id"])
+        self.gone.append(rec["id"])
         self.st["machines"].pop(rec["id"], None)
         if self.st.get("default") == rec["id"]:
             self.st["default"] = None
@@ -259,11 +261,13 @@ def transaction(home: Path) -> Iterator[Txn]:
         for mid in txn.reap:
             lxc.reap(lxc.lxcpath(home), mid)
             net.release(home, mid)
-    if txn.trash:
+    if txn.trash or txn.gone:
         import shutil
 
         for path in txn.trash:
             shutil.rmtree(path, ignore_errors=True)
+        for mid in txn.gone:  # its config (and a killed monitor's pid file)
+            shutil.rmtree(home / "lxc" / mid, ignore_errors=True)
 
 
 def empty_trash(home: Path) -> None:
