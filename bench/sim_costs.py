@@ -1,6 +1,6 @@
 """What orbsim's machines cost: the LXC runtime against the old home-made one, same run.
 
-    python bench/sim_costs.py [-n 5] [--runs 20] [--old-ref main] [--no-old]
+    python bench/sim_costs.py [-n 5] [--runs 20] [--old-ref 5522d7f^] [--no-old]
 
 Measures create, clone, start (to ready: for LXC machines ``systemctl is-system-running
 --wait`` says running), ``run true``, stop and delete as medians over ``-n`` rounds, each in a
@@ -8,7 +8,8 @@ throw-away ``ORBSIM_HOME`` (the base caches are shared and built first if needed
 the memory of one idle machine (RSS and PSS of its processes; for LXC also its monitor).
 
 The old runtime (unshare + a Python holder, no init, host network) is no longer in this tree:
-it is exported from git (``--old-ref``, default ``main``) into a temporary directory and run
+it is exported from git (``--old-ref``, default ``5522d7f^``: the last commit with it, the
+holder being deleted in 5522d7f) into a temporary directory and run
 from there, interleaved round by round with the current one, so both see the same noise.
 Printed: medians, ratios LXC/old (no slower = ratio <= 1), and the start-to-ready target
 (median <= 1.5 s).  This machine is noisy; only ratios and medians are meaningful.
@@ -17,6 +18,7 @@ Printed: medians, ratios LXC/old (no slower = ratio <= 1), and the start-to-read
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -32,6 +34,8 @@ LAUNCHER = (
     "#!{python}\nimport sys\nsys.path.insert(0, {path!r})\n"
     "from orbsim.cli import main\nsys.exit(main())\n"
 )
+# the last commit with the old holder runtime (5522d7f replaced it with LXC)
+OLD_REF = "5522d7f^"
 OPS = ("create", "clone", "start", "run true", "stop", "delete")
 
 
@@ -89,6 +93,7 @@ class Runtime:
         self.env["ORBSIM_HOME"] = str(root / "home")
         self.costs: dict[str, list[float]] = {k: [] for k in OPS}
         self.mem: list[tuple[int, int, int]] = []  # (rss kB, pss kB, processes)
+        self.shared: list[bool] = []  # per round: other machines kept the host network up
 
     def cmd(self, *args: str) -> list[str]:
         return [str(self.exe), *args]
@@ -117,9 +122,24 @@ class Runtime:
             rss, pss = rss + r, pss + s
         self.mem.append((rss, pss, len(pids)))
 
+    def other_leases(self) -> int:
+        """Machines of other homes on orbsim's host network (LXC only; 0 for the old runtime).
+
+        With none, this round's first start makes the network and its last stop or delete
+        removes it (bridge, nft table, dnsmasq): costs a shared network does not have."""
+        ldir = Path(os.environ.get("ORBSIM_RUNDIR") or "/run/orbsim") / "net" / "leases"
+        n = 0
+        with contextlib.suppress(OSError):
+            for p in ldir.iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    if json.loads(p.read_text()).get("home") != self.env["ORBSIM_HOME"]:
+                        n += 1
+        return n
+
     def round(self, i: int, runs: int) -> None:
         a, b = f"bench-{i}", f"bench-{i}-clone"
         c = self.costs
+        self.shared.append(self.other_leases() > 0)
         c["create"].append(timed(self.cmd("create", "debian", a), self.env))
         c["stop"].append(timed(self.cmd("stop", a), self.env))
         c["clone"].append(timed(self.cmd("clone", a, b), self.env))
@@ -150,7 +170,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("-n", type=int, default=5, help="rounds (default 5)")
     ap.add_argument("--runs", type=int, default=20, help="`run true` calls per round (default 20)")
-    ap.add_argument("--old-ref", default="main", help="git ref of the old runtime (default main)")
+    ap.add_argument(
+        "--old-ref",
+        default=OLD_REF,
+        help=f"git ref of the old runtime (default {OLD_REF}: the last commit with it)",
+    )
     ap.add_argument("--no-old", action="store_true", help="measure the LXC runtime only")
     args = ap.parse_args()
 
@@ -199,6 +223,15 @@ def main() -> int:
             f"  idle machine memory ({rt.label}): RSS {rss:.1f} MB, PSS {pss:.1f} MB, "
             f"{procs:.0f} processes"
         )
+    shared = sum(runtimes[0].shared)
+    print(
+        "  host network (LXC): "
+        + (
+            "made and removed in every round (no other machines on the host)"
+            if not shared
+            else f"kept up by other machines in {shared} of {args.n} rounds"
+        )
+    )
     ready = med["lxc"]["start"]
     print(
         f"  target: LXC start-to-ready (systemd running) median {ready:.2f} s <= 1.5 s: "

@@ -93,9 +93,9 @@ def version_known(distro: str, version: str) -> bool:
 
 
 def native_arch() -> str:
-    import platform
+    import os
 
-    m = platform.machine().lower()
+    m = os.uname().machine.lower()  # what platform.machine() returns, without importing it
     return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(m, m)
 
 

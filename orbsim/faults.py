@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 
 __all__ = ["BEHAVIOUR_VARS", "Decision", "decide", "fail_message", "latency", "sleep_latency"]
@@ -188,11 +187,11 @@ def kinds_for(cmd: str) -> list[str]:
 
 
 def _bump(home: Path, key: str, only_if_zero: bool = False) -> int:
-    from filelock import FileLock
+    from .locks import locked
 
     home.mkdir(parents=True, exist_ok=True)
     path = home / "faults.json"
-    with FileLock(str(home / "faults.lock"), timeout=120):
+    with locked(home / "faults.lock", timeout=120):
         try:
             counters: dict[str, int] = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -218,6 +217,8 @@ def decide(home: Path, cmd: str) -> Decision:
     p_fail = _prob("ORBSIM_FAIL", cmd)
     if p_hang <= 0 and p_detach <= 0 and p_fail <= 0:
         return Decision()
+    import random
+
     n = _bump(home, cmd)
     seed = os.environ.get("ORBSIM_SEED", "0")
     rng = random.Random(f"{seed}:{cmd}:{n}")

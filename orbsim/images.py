@@ -26,20 +26,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from . import rootfs
 from . import state as S
 from .errors import SimError
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
 if TYPE_CHECKING:
+    from typing import Any
+
     from .ctx import Ctx
 
 DEFAULT_SERVER = "https://images.linuxcontainers.org"
@@ -48,13 +45,25 @@ UNREACHABLE_TTL = 300.0
 TIMEOUT = float(os.environ.get("ORBSIM_IMAGE_TIMEOUT") or 10)
 
 
-@dataclass
 class Source:
-    path: Path
-    suite: str | None
-    label: str
-    note: str | None = None
-    substituted: bool = False
+    """Where a machine's root filesystem comes from (a plain class: no dataclasses import on
+    create's path)."""
+
+    __slots__ = ("label", "note", "path", "substituted", "suite")
+
+    def __init__(
+        self,
+        path: Path,
+        suite: str | None,
+        label: str,
+        note: str | None = None,
+        substituted: bool = False,
+    ) -> None:
+        self.path = path
+        self.suite = suite
+        self.label = label
+        self.note = note
+        self.substituted = substituted
 
 
 def server() -> str:
@@ -123,6 +132,9 @@ def _read(p: Path) -> dict[str, Any] | None:
 
 
 def _get(url: str, dest: Path | None = None) -> bytes:
+    import shutil
+    import urllib.request
+
     req = urllib.request.Request(url, headers={"User-Agent": "orbsim (lxc-download protocol)"})
     with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
         if dest is None:
@@ -153,6 +165,9 @@ def find_image(index: str, distro: str, version: str, arch: str, variant: str) -
 
 
 def download(cache: Path, distro: str, version: str, arch: str, variant: str) -> Path:
+    import shutil
+    import urllib.error
+
     if not distro.replace("-", "").isalnum() or not version.replace(".", "").isalnum():
         raise SimError(f"invalid image {distro}:{version}")
     srv = server()
@@ -164,10 +179,10 @@ def download(cache: Path, distro: str, version: str, arch: str, variant: str) ->
     why = _unreachable(cache, srv)
     if why:
         raise SimError(f"image server {srv} unreachable ({why})")
-    from filelock import FileLock
+    from .locks import locked
 
     _images_dir(cache).mkdir(parents=True, exist_ok=True)
-    with FileLock(str(_images_dir(cache) / "download.lock"), timeout=3600):
+    with locked(_images_dir(cache) / "download.lock", timeout=3600):
         if (base / "ok").exists() and (base / "rootfs" / "etc").is_dir():
             return base / "rootfs"
         try:

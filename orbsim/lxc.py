@@ -15,23 +15,26 @@ orbsim's own LXC path, ``$ORBSIM_HOME/lxc`` (``lxc-start -P``): never the system
   ``/proc/sys/net``), capabilities dropped as LXC's templates and Docker's defaults do
   (:data:`CAP_DROP`), the seccomp filter and device allowlist of ``common.conf``.
 
-``run`` is ``lxc-attach --clear-env`` (see ``runner.py``); stop is ``lxc-stop`` (SIGRTMIN+3 to
-systemd, SIGKILL after a timeout); ``-k`` kills at once.
+``run`` is ``lxc-attach --clear-env`` (see ``runner.py``); stop signals init as ``lxc-stop``
+does (SIGRTMIN+3 to systemd, SIGKILL after a timeout) and waits on a pidfd; a kill is SIGKILL.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from . import procs as S
 from .errors import SimError
+
+TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
+if TYPE_CHECKING:
+    import subprocess
+    from typing import Any
 
 COMMON_CONF = "/usr/share/lxc/config/common.conf"
 # LXC's templates drop mac_admin mac_override sys_time sys_module sys_rawio (common.conf);
@@ -105,6 +108,8 @@ def write_config(
 
 
 def _tool(name: str) -> str:
+    import shutil
+
     for base in ("/usr/bin", "/usr/sbin", "/bin", "/sbin"):
         p = f"{base}/{name}"
         if os.access(p, os.X_OK):
@@ -115,6 +120,8 @@ def _tool(name: str) -> str:
 def _lxc(
     cmd: str, home_lxc: Path, mid: str, *args: str, timeout: float = 60
 ) -> subprocess.CompletedProcess[bytes]:
+    import subprocess
+
     return subprocess.run(
         [_tool(cmd), "-P", str(home_lxc), "-n", mid, *args],
         stdin=subprocess.DEVNULL,
@@ -131,18 +138,67 @@ def init_pid(home_lxc: Path, mid: str) -> int | None:
     return int(out)
 
 
-def is_running(home_lxc: Path, mid: str) -> bool:
-    res = _lxc("lxc-info", home_lxc, mid, "-s", "-H", timeout=30)
-    return res.returncode == 0 and res.stdout.decode().strip() not in ("", "STOPPED")
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _pidns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def _init_of_monitor(pidfile: Path) -> int | None:
+    """The container's init: the one child of the monitor (``lxc-start -p``'s pid) that lives
+    in another PID namespace.  None when that is not clear-cut (then ask ``lxc-info``)."""
+    try:
+        mon = int(pidfile.read_text().strip())
+        with open(f"/proc/{mon}/task/{mon}/children") as f:
+            children = [int(c) for c in f.read().split()]
+    except (OSError, ValueError):
+        return None
+    ns = _pidns(mon)
+    inits = [c for c in children if ns is not None and _pidns(c) not in (None, ns)]
+    return inits[0] if len(inits) == 1 else None
+
+
+def monitor_of(init: dict[str, Any]) -> dict[str, Any] | None:
+    """The identity of the LXC monitor (``[lxc monitor] PATH ID``) of a live container init."""
+    ppid = _ppid(int(init["pid"])) if S.alive(init) else None
+    if not ppid:
+        return None
+    try:
+        with open(f"/proc/{ppid}/cmdline", "rb") as f:
+            if not f.read().startswith(b"[lxc monitor]"):
+                return None
+    except OSError:
+        return None
+    start_time = S.proc_start_time(ppid)
+    return {"pid": ppid, "start": start_time} if start_time is not None else None
 
 
 def start(home: Path, mid: str, log: Path) -> dict[str, Any]:
-    """``lxc-start -d``; return the init process's identity (host pid + start time)."""
+    """``lxc-start -d``; return the init process's identity (host pid + start time).
+
+    The init is found from the monitor's pid file (no ``lxc-info`` round trip to the monitor);
+    ``lxc-start -d`` returns once the container is ``RUNNING``, i.e. init was started.
+    """
+    pidfile = cdir(home, mid) / "monitor.pid"
+    with contextlib.suppress(OSError):
+        pidfile.unlink()
     res = _lxc(
         "lxc-start",
         lxcpath(home),
         mid,
         "-d",
+        "-p",
+        str(pidfile),
         "-l",
         "WARN",
         "-o",
@@ -154,7 +210,7 @@ def start(home: Path, mid: str, log: Path) -> dict[str, Any]:
         with contextlib.suppress(OSError):
             detail += "\n" + log.read_text(errors="replace")[-2000:]
         raise SimError("lxc-start failed", detail.strip())
-    pid = init_pid(lxcpath(home), mid)
+    pid = _init_of_monitor(pidfile) or init_pid(lxcpath(home), mid)
     start_time = S.proc_start_time(pid) if pid else None
     if pid is None or start_time is None:
         detail = ""
@@ -184,10 +240,15 @@ def is_systemd(init: dict[str, Any]) -> bool:
 def wait_ready(home: Path, mid: str, init: dict[str, Any], timeout: float = BOOT_TIMEOUT) -> str:
     """Wait until systemd says the boot is over (running or degraded); return its word.
 
-    Right after ``lxc-start``, ``systemctl`` cannot reach PID 1's bus yet ("Failed to connect
-    to bus"): poll until it answers, then ``--wait``.  A machine whose init is not systemd is
-    ready when it runs.
+    ``systemctl is-system-running --wait`` (in the machine, through ``lxc-attach``) answers
+    once systemd's private bus socket listens; until then it fails with "Failed to connect to
+    bus".  So the host first watches for ``/run/systemd/private`` to appear in the machine
+    (a ``stat`` through ``/proc/<init>/root``, nothing spawned), then asks once, and only
+    retries if that one call raced the socket's ``listen``.  A machine whose init is not
+    systemd is ready when it runs.
     """
+    import subprocess
+
     deadline = time.monotonic() + timeout
     if not is_systemd(init):
         # init may still be exec'ing: give it a moment to become systemd
@@ -195,9 +256,14 @@ def wait_ready(home: Path, mid: str, init: dict[str, Any], timeout: float = BOOT
             with open(f"/proc/{init['pid']}/comm") as f:
                 if f.read().strip() not in ("lxc-start", "init.lxc"):
                     break
-            time.sleep(0.01)
+            time.sleep(0.005)
         if not is_systemd(init):
             return "running"
+    private = f"/proc/{init['pid']}/root/run/systemd/private"
+    while not os.path.exists(private) and time.monotonic() < deadline:
+        if not S.alive(init):
+            raise SimError("machine stopped while booting")
+        time.sleep(0.005)
     argv = attach_argv(
         home,
         mid,
@@ -223,41 +289,100 @@ def wait_ready(home: Path, mid: str, init: dict[str, Any], timeout: float = BOOT
             return word
         if word in ("maintenance", "stopping"):
             raise SimError(f"machine did not boot: systemd is {word}")
-        time.sleep(0.02)
+        time.sleep(0.01)
     raise SimError(f"machine didn't start in {int(timeout)}s (systemd: {word or 'no answer'})")
 
 
-def stop(home: Path, mid: str, init: dict[str, Any] | None, *, kill: bool = False) -> None:
-    """Stop the container (clean: SIGRTMIN+3 to systemd, SIGKILL after 10 s)."""
-    home_lxc = lxcpath(home)
-    if (home_lxc / mid / "config").exists():
-        args = ["-k"] if kill else ["-t", "10"]
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            _lxc("lxc-stop", home_lxc, mid, *args, timeout=40)
-    if init and S.alive(init):  # the monitor is gone (killed): kill init ourselves
-        S.kill_ident(init, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while S.alive(init) and time.monotonic() < deadline:
-            time.sleep(0.01)
+def halt_signal(init: dict[str, Any]) -> int:
+    """What LXC sends for a clean shutdown: SIGRTMIN+3 to systemd, else SIGPWR."""
+    return signal.SIGRTMIN + 3 if is_systemd(init) else signal.SIGPWR
+
+
+def stop(
+    home: Path,
+    mid: str,
+    init: dict[str, Any] | None,
+    *,
+    kill: bool = False,
+    timeout: float = 10,
+    killed: Callable[[], None] | None = None,
+) -> None:
+    """Stop the container: clean (what ``lxc-stop -t 10`` does: SIGRTMIN+3 to systemd, SIGKILL
+    after ``timeout`` s) or, with ``kill``, at once (SIGKILL).
+
+    The signal goes straight to the container's init and its exit is awaited on a pidfd (no
+    ``lxc-stop`` process, no polling of the monitor).  After a clean stop the monitor finishes
+    its cleanup (veth, cgroups) on its own, as after ``lxc-stop``; a start of the same machine
+    waits for it (:func:`reap`).  A killed container's data is thrown away (delete), so its
+    monitor is killed with it and its cgroups are removed here: when this returns nothing of the
+    container is left but its veth, which the kernel deletes with the network namespace (the
+    monitor would delete it synchronously, one RCU grace period, ~25 ms here).  ``killed`` is
+    called once the SIGKILLs are sent, before they are awaited (nothing in a killed container
+    needs the host any more: its address can go meanwhile).
+    """
+    if init and S.alive(init):
+        monitor = monitor_of(init)
+        if not kill:
+            S.kill_ident(init, halt_signal(init))
+            if not S.wait_exit(init, timeout):
+                kill = True
+        if kill:
+            S.kill_ident(init, signal.SIGKILL)
+            S.kill_ident(monitor, signal.SIGKILL)
+            try:
+                call, killed = killed, None
+                if call is not None:
+                    call()
+            finally:
+                S.wait_exit(init, 10)
+                if monitor is not None:
+                    S.wait_exit(monitor, 10)
+    if kill:
+        reap(lxcpath(home), mid)  # leftovers (none if init and monitor are gone), cgroups
+        if killed is not None:  # init was not known to be alive: only now nothing runs
+            killed()
+        return
+    if cgroup_pids(mid, payload=True):  # no (live) init known, or something outlived it
+        import subprocess
+
+        home_lxc = lxcpath(home)
+        if (home_lxc / mid / "config").exists():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                _lxc("lxc-stop", home_lxc, mid, "-t", str(int(timeout)), timeout=40)
+        if init and S.alive(init):  # the monitor is gone (killed): kill init ourselves
+            S.kill_ident(init, signal.SIGKILL)
+            S.wait_exit(init, 10)
     remove_cgroups(mid)
 
 
 def reap(home_lxc: Path, mid: str) -> None:
-    """Make sure no container ``mid`` of this LXC path runs, and nothing of it is left."""
-    if (home_lxc / mid / "config").exists() and is_running(home_lxc, mid):
+    """Make sure no container ``mid`` of this LXC path runs, and nothing of it is left.
+
+    Reads the container's cgroups (no ``lxc-info``): nothing in them is the common case.  A
+    monitor alone in them is finishing a stopped container's cleanup and gets two seconds.
+    """
+    pids = cgroup_pids(mid)
+    if pids and not cgroup_pids(mid, payload=True):
+        deadline = time.monotonic() + 2
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.005)
+            pids = cgroup_pids(mid)
+    if pids and (home_lxc / mid / "config").exists():
+        import subprocess
+
         with contextlib.suppress(subprocess.TimeoutExpired):
             _lxc("lxc-stop", home_lxc, mid, "-k", timeout=40)
     # a container without a usable config or monitor (its home deleted, its monitor killed):
     # kill whatever is left in its cgroups, wait for the cgroups to empty, remove them
     deadline = time.monotonic() + 10
-    while True:
-        pids = cgroup_pids(mid)
-        if not pids or time.monotonic() > deadline:
-            break
+    while pids:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.02)
+        pids = cgroup_pids(mid)
     remove_cgroups(mid)
 
 
@@ -277,14 +402,16 @@ def cgroup_mounts() -> list[str]:
     return out
 
 
-def cgroup_dirs(mid: str) -> list[Path]:
-    """The container's (and its monitor's) cgroups in every hierarchy (``NAME``, ``NAME-N``)."""
+def cgroup_dirs(mid: str, *, payload: bool = False) -> list[Path]:
+    """The container's (and its monitor's, unless ``payload``) cgroups in every hierarchy
+    (``NAME``, ``NAME-N``)."""
     out = []
+    prefixes = ("lxc.payload.",) if payload else ("lxc.payload.", "lxc.monitor.")
     for mnt in cgroup_mounts():
         base = Path(mnt)
         with contextlib.suppress(OSError):
             for entry in os.listdir(base):
-                for prefix in ("lxc.payload.", "lxc.monitor."):
+                for prefix in prefixes:
                     if entry.startswith(prefix):
                         rest = entry[len(prefix) :]
                         suffix = rest[len(mid) + 1 :]
@@ -293,9 +420,9 @@ def cgroup_dirs(mid: str) -> list[Path]:
     return out
 
 
-def cgroup_pids(mid: str) -> list[int]:
+def cgroup_pids(mid: str, *, payload: bool = False) -> list[int]:
     pids: set[int] = set()
-    for d in cgroup_dirs(mid):
+    for d in cgroup_dirs(mid, payload=payload):
         for dirpath, _, files in os.walk(d):
             if "cgroup.procs" in files:
                 with contextlib.suppress(OSError, ValueError):

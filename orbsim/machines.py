@@ -16,19 +16,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from . import faults, lxc, net, rootfs
 from . import state as S
 from .ctx import Ctx
 from .distros import valid_name
 from .errors import HostUnsupported, SimError
+
+TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
+if TYPE_CHECKING:
+    import subprocess
+    from typing import Any
 
 WAIT_TIMEOUT = 120.0
 ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -42,6 +44,15 @@ HOST_TOOLS = ("lxc-start", "lxc-attach", "lxc-stop", "lxc-info", "nft", "dnsmasq
 # ---------------------------------------------------------------- host checks
 
 
+def _on_path(tool: str) -> bool:
+    """``shutil.which(tool) is not None`` without importing shutil (on every start's path)."""
+    for d in (os.environ.get("PATH") or os.defpath).split(os.pathsep):
+        p = os.path.join(d or ".", tool)
+        if os.access(p, os.X_OK) and not os.path.isdir(p):
+            return True
+    return False
+
+
 def host_problem() -> str | None:
     """Why machines cannot run here, or None (``orbsim doctor`` says more)."""
     if not sys.platform.startswith("linux"):
@@ -49,14 +60,14 @@ def host_problem() -> str | None:
     if os.geteuid() != 0:
         return "orbsim needs root (LXC privileged containers); run `orbsim doctor`"
     for tool in HOST_TOOLS:
-        if not shutil.which(tool):
+        if not _on_path(tool):
             return (
                 f"{tool} is not installed (apt-get install --no-install-recommends lxc); "
                 "run `orbsim doctor`"
             )
     if not os.path.exists(lxc.COMMON_CONF):
         return f"{lxc.COMMON_CONF} is missing (reinstall lxc); run `orbsim doctor`"
-    if not rootfs.base_available(S.cache_home()) and not shutil.which("debootstrap"):
+    if not rootfs.base_available(S.cache_home()) and not _on_path("debootstrap"):
         return "debootstrap is not installed and no base root filesystem is cached"
     return None
 
@@ -253,10 +264,14 @@ def _restore_lower(ctx: Ctx, rec: S.Record) -> Path:
     raise SimError(f"start '{rec['name']}': root filesystem missing: {lower}")
 
 
-def start_machine(ctx: Ctx, rec: S.Record) -> tuple[dict[str, Any], str]:
+def start_machine(
+    ctx: Ctx, rec: S.Record, while_booting: Callable[[], None] | None = None
+) -> tuple[dict[str, Any], str]:
     """Boot the machine's container and wait until it is ready; return (init ident, ip4).
 
-    Nothing is left behind when this fails (container stopped, address released).
+    ``while_booting`` is called once the container runs, before waiting for systemd (work
+    that does not need a booted system overlaps the boot).  Nothing is left behind when this
+    fails (container stopped, address released).
     """
     home, mid = ctx.home, rec["id"]
     mdir = S.machine_dir(home, mid)
@@ -290,6 +305,8 @@ def start_machine(ctx: Ctx, rec: S.Record) -> tuple[dict[str, Any], str]:
             r = t.st["machines"].get(mid)
             if r is not None:
                 r["holder"], r["ip4"] = init, addr["ip"]
+        if while_booting is not None:
+            while_booting()
         word = lxc.wait_ready(home, mid, init)
         if word != "running":
             _note(home, mid, f"booted: systemd is {word}")
@@ -306,9 +323,17 @@ def start_machine(ctx: Ctx, rec: S.Record) -> tuple[dict[str, Any], str]:
 
 
 def stop_machine(home: Path, rec: S.Record, *, kill: bool = False) -> None:
-    """Stop the container (clean unless ``kill``) and free its address."""
-    lxc.stop(home, rec["id"], rec.get("holder"), kill=kill)
-    net.release(home, rec["id"])
+    """Stop the container (clean unless ``kill``) and free its address.
+
+    A clean stop frees the address once the machine is down (its services may use the network
+    while they stop); a killed machine's address (and, for the last machine, the network) goes
+    while the kernel tears the container down."""
+    mid = rec["id"]
+    if kill:
+        lxc.stop(home, mid, rec.get("holder"), kill=True, killed=lambda: net.release(home, mid))
+    else:
+        lxc.stop(home, mid, rec.get("holder"))
+        net.release(home, mid)
 
 
 def reap_machine(home: Path, mid: str) -> None:
@@ -320,6 +345,38 @@ def reap_machine(home: Path, mid: str) -> None:
 # ---------------------------------------------------------------- executing in machines
 
 
+def _root_env() -> dict[str, str]:
+    env = {"PATH": ROOT_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root", "LANG": "C.UTF-8"}
+    env["DEBIAN_FRONTEND"] = "noninteractive"
+    return env
+
+
+def guest_root_popen(home: Path, mid: str, script: str, *args: str) -> subprocess.Popen[bytes]:
+    """Start a shell script as root in a running machine (empty stdin, output captured)."""
+    import subprocess
+
+    return subprocess.Popen(
+        lxc.attach_argv(home, mid, ["/bin/sh", "-c", script, "sh", *args]),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_root_env(),
+    )
+
+
+def _finish(proc: subprocess.Popen[bytes], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """Wait for a :func:`guest_root_popen` process (killed after ``timeout``) and its output."""
+    import subprocess
+
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def guest_root_sh(
     home: Path,
     rec: S.Record,
@@ -329,13 +386,13 @@ def guest_root_sh(
     timeout: float = 600,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run a shell script as root in a running machine, capturing its output."""
-    env = {"PATH": ROOT_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root", "LANG": "C.UTF-8"}
-    env["DEBIAN_FRONTEND"] = "noninteractive"
+    import subprocess
+
     return subprocess.run(
         lxc.attach_argv(home, rec["id"], ["/bin/sh", "-c", script, "sh", *args]),
         input=stdin if stdin is not None else b"",
         capture_output=True,
-        env=env,
+        env=_root_env(),
         timeout=timeout,
     )
 
@@ -503,26 +560,47 @@ def default_user() -> str:
 
 # Mirrors OrbStack's agent InitialSetup (scon/agent/setup.go): bash (else sh) from /etc/shells,
 # a user with its own group and a home, membership of the admin groups that exist, the
-# sudoers.d/orbstack line (written without a trailing newline, as OrbStack does) and /mnt/linux.
-# Unlike OrbStack the uid is the first free one from 1000 (not the macOS uid).
+# sudoers.d/orbstack line (written without a trailing newline, as OrbStack does, mode 0440) and
+# /mnt/linux.  Unlike OrbStack the uid is the first free one from 1000 (not the macOS uid).
+# Written for few processes (it runs while systemd boots): /etc/shells is read by the shell,
+# one getent finds the groups, a new user gets them from useradd itself.
 PROVISION = r"""
 set -e
 U="$1"
-SH=$(grep -E '/bash$' /etc/shells 2>/dev/null | head -n 1 || true)
-[ -n "$SH" ] || SH=$(grep -E '/sh$' /etc/shells 2>/dev/null | head -n 1 || true)
+SH=""
+if [ -r /etc/shells ]; then
+  while IFS= read -r l || [ -n "$l" ]; do
+    case "$l" in */bash) SH="$l"; break ;; esac
+  done < /etc/shells
+  if [ -z "$SH" ]; then
+    while IFS= read -r l || [ -n "$l" ]; do
+      case "$l" in */sh) SH="$l"; break ;; esac
+    done < /etc/shells
+  fi
+fi
 [ -n "$SH" ] || SH=/bin/sh
 if [ "$U" != root ]; then
-  if ! id -u "$U" >/dev/null 2>&1; then
-    useradd --create-home --shell "$SH" --user-group "$U"
-  fi
   G=""
-  for g in adm wheel staff admin sudo video; do
-    if getent group "$g" >/dev/null; then G="$G${G:+,}$g"; fi
+  for e in $(getent group adm wheel staff admin sudo video || true); do
+    G="$G${G:+,}${e%%:*}"
   done
-  [ -z "$G" ] || usermod -aG "$G" "$U"
-  mkdir -p /etc/sudoers.d
-  printf '%s ALL=(ALL) NOPASSWD:ALL' "$U" > /etc/sudoers.d/orbstack
-  chmod 0440 /etc/sudoers.d/orbstack
+  if ! id -u "$U" >/dev/null 2>&1; then
+    if [ -n "$G" ]; then
+      useradd --create-home --shell "$SH" --user-group --groups "$G" "$U"
+    else
+      useradd --create-home --shell "$SH" --user-group "$U"
+    fi
+  elif [ -n "$G" ]; then
+    usermod -aG "$G" "$U"
+  fi
+  [ -d /etc/sudoers.d ] || mkdir -p /etc/sudoers.d
+  if [ -e /etc/sudoers.d/orbstack ]; then
+    printf '%s ALL=(ALL) NOPASSWD:ALL' "$U" > /etc/sudoers.d/orbstack
+    chmod 0440 /etc/sudoers.d/orbstack
+  else
+    umask 0337
+    printf '%s ALL=(ALL) NOPASSWD:ALL' "$U" > /etc/sudoers.d/orbstack
+  fi
 fi
 [ -e /mnt/linux ] || ln -s / /mnt/linux 2>/dev/null || true
 """
@@ -606,12 +684,18 @@ def _create_work(ctx: Ctx, mid: str, user: str, user_data: Any, password: str | 
             rec["lower"], rec["suite"], rec["source"] = str(src.path), src.suite, src.label
             if src.substituted:
                 rec["substituted"] = src.note
-        holder, ip4 = start_machine(ctx, rec)
+        # the default user is set up while systemd boots (it needs files, not services)
+        provisioning: list[subprocess.Popen[bytes]] = []
+
+        def provision() -> None:
+            _note(ctx.home, mid, "provisioning")
+            provisioning.append(guest_root_popen(ctx.home, mid, PROVISION, user))
+
+        holder, ip4 = start_machine(ctx, rec, while_booting=provision)
         with S.transaction(ctx.home) as t:
             rec = t.st["machines"][mid]
             rec["holder"], rec["ip4"] = holder, ip4
-        _note(ctx.home, mid, "provisioning")
-        res = guest_root_sh(ctx.home, rec, PROVISION, user)
+        res = _finish(provisioning[0], timeout=600)
         if res.returncode != 0:
             raise SimError(
                 f"create '{rec['name']}': setup: do initial setup: "
@@ -707,6 +791,8 @@ def _delete_one(ctx: Ctx, mid: str, all_: bool) -> None:
 
 
 def rename(ctx: Ctx, old: str, new: str) -> None:
+    import subprocess
+
     with S.transaction(ctx.home) as t:
         rec = S.find(t.st, old)
         if rec is None:
@@ -741,6 +827,8 @@ def rename(ctx: Ctx, old: str, new: str) -> None:
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
+    import subprocess
+
     res = subprocess.run(
         ["cp", "-a", "--reflink=auto", str(src), str(dst)],
         stdin=subprocess.DEVNULL,
@@ -862,6 +950,9 @@ def export(ctx: Ctx, key: str, out: Path) -> None:
 
 
 def _export_work(ctx: Ctx, rec: S.Record, out: Path) -> None:
+    import shutil
+    import subprocess
+
     mdir = S.machine_dir(ctx.home, rec["id"])
     staging = mdir / f"export-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -939,6 +1030,8 @@ def _export_work(ctx: Ctx, rec: S.Record, out: Path) -> None:
 
 
 def read_export_config(archive: Path) -> dict[str, Any]:
+    import subprocess
+
     try:
         dopts = rootfs.decompress_opts(archive)
     except FileNotFoundError:
@@ -961,6 +1054,8 @@ def read_export_config(archive: Path) -> dict[str, Any]:
 
 
 def import_(ctx: Ctx, archive: Path, name: str | None) -> None:
+    import shutil
+
     cfg = read_export_config(archive)
     record = cfg["record"]
     name = name or record["name"]
@@ -1019,6 +1114,8 @@ def import_(ctx: Ctx, archive: Path, name: str | None) -> None:
 
 def import_rootfs(ctx: Ctx, image: dict[str, str], tarball: Path) -> Path:
     """``sim-import-rootfs``: register a root filesystem tarball as the base of an image."""
+    import shutil
+
     if not tarball.exists():
         raise SimError(f"open {tarball}: no such file or directory")
     iid = S.new_id()

@@ -32,21 +32,22 @@ and rules, dnsmasq, the runtime files, and ``ip_forward`` goes back to what it w
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import json
 import os
 import re
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from . import procs as S
 from .errors import SimError
+
+TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
+if TYPE_CHECKING:
+    import subprocess
+    from typing import Any
 
 DEFAULT_SUBNET = "192.168.139.0/24"
 DEFAULT_BRIDGE = "orbsim0"
@@ -79,6 +80,8 @@ def wanted_config() -> tuple[str, ipaddress.IPv4Network]:
 
 
 def _run(argv: list[str], *, stdin: str | None = None, check: bool = True) -> str:
+    import subprocess
+
     res = subprocess.run(
         argv,
         input=(stdin or "").encode(),
@@ -93,11 +96,11 @@ def _run(argv: list[str], *, stdin: str | None = None, check: bool = True) -> st
 
 @contextlib.contextmanager
 def _locked() -> Iterator[Path]:
-    from filelock import FileLock
+    from .locks import locked
 
     run_dir().mkdir(parents=True, exist_ok=True)
     d = net_dir()
-    with FileLock(str(run_dir() / "net.lock"), timeout=300):
+    with locked(run_dir() / "net.lock", timeout=300):
         # made under the lock: the last machine's teardown removes it (also while we waited)
         d.mkdir(exist_ok=True)
         os.chmod(d, 0o755)
@@ -138,15 +141,6 @@ def bridge_exists(bridge: str) -> bool:
     return Path("/sys/class/net", bridge).exists()
 
 
-def _table_exists() -> bool:
-    return (
-        subprocess.run(
-            ["nft", "list", "table", "inet", TABLE], capture_output=True, timeout=30
-        ).returncode
-        == 0
-    )
-
-
 def _nft_rules(bridge: str, subnet: ipaddress.IPv4Network) -> str:
     return f"""table inet {TABLE} {{
   chain input {{
@@ -173,6 +167,8 @@ def dropping_forward_chains() -> list[tuple[str, str, str]]:
 
     With iptables-nft (Debian/Ubuntu's default), Docker's ``FORWARD`` chain is one of them.
     """
+    import subprocess
+
     try:
         out = _run(["nft", "-j", "list", "chains"], check=True)
         data = json.loads(out)
@@ -199,6 +195,9 @@ def dropping_forward_chains() -> list[tuple[str, str, str]]:
 
 def _open_forward(bridge: str) -> list[dict[str, Any]]:
     """Accept the bridge's forwarded traffic in every dropping forward chain; return handles."""
+    import shutil
+    import subprocess
+
     added: list[dict[str, Any]] = []
     for fam, table, chain in dropping_forward_chains():
         for rule in (
@@ -241,6 +240,8 @@ def _open_forward(bridge: str) -> list[dict[str, Any]]:
 
 
 def _close_forward(rules: list[dict[str, Any]]) -> None:
+    import subprocess
+
     for r in rules:
         if "iptables" in r:
             subprocess.run(
@@ -278,7 +279,10 @@ def _dnsmasq_alive(info: dict[str, Any]) -> bool:
     return S.alive(ident)
 
 
-def _start_dnsmasq(d: Path, bridge: str, subnet: ipaddress.IPv4Network) -> dict[str, Any]:
+def _start_dnsmasq(d: Path, bridge: str, subnet: ipaddress.IPv4Network) -> subprocess.Popen[bytes]:
+    """Start dnsmasq (it daemonizes: the process returned exits once the daemon runs)."""
+    import subprocess
+
     hosts = list(subnet.hosts())
     gw = str(hosts[0])
     for sub in ("hosts", "dhcp-hosts"):
@@ -311,14 +315,25 @@ def _start_dnsmasq(d: Path, bridge: str, subnet: ipaddress.IPv4Network) -> dict[
         f"--domain={DOMAIN}",
         f"--local=/{DOMAIN}/",
     ]
-    _run(argv)
+    return subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def _dnsmasq_started(d: Path, proc: subprocess.Popen[bytes]) -> dict[str, Any]:
+    """Wait for :func:`_start_dnsmasq`'s process; return the daemon's identity."""
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode != 0:
+        msg = (err or out).decode(errors="replace").strip()
+        raise SimError(f"network: dnsmasq: {msg or f'exit {proc.returncode}'}")
+    pidfile = d / "dnsmasq.pid"
     deadline = time.monotonic() + 5
     pid = None
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError):
             pid = int(pidfile.read_text().strip())
             break
-        time.sleep(0.01)
+        time.sleep(0.002)
     if pid is None:
         raise SimError("network: dnsmasq did not write its pid file")
     return {"pid": pid, "start": S.proc_start_time(pid)}
@@ -331,6 +346,13 @@ def _up(d: Path) -> dict[str, Any]:
         bridge, subnet = wanted_config()
         info = {"bridge": bridge, "subnet": str(subnet), "forward_orig": None, "forward_rules": []}
     bridge = info["bridge"]
+    if (
+        info.get("table")
+        and info.get("forward_orig") is not None
+        and _dnsmasq_alive(info)
+        and bridge_exists(bridge)
+    ):
+        return info  # up and complete (dnsmasq is started last): nothing to check or write
     subnet = ipaddress.IPv4Network(info["subnet"])
     gw = str(next(subnet.hosts()))
     # write-ahead: what is about to change is recorded first, so that an orbsim killed half way
@@ -344,39 +366,62 @@ def _up(d: Path) -> dict[str, Any]:
     if not bridge_exists(bridge):
         info["bridge_made"] = True
         _write_json(d / "net.json", info)
-        _run(["ip", "link", "add", bridge, "type", "bridge"])
-        _run(["ip", "addr", "add", f"{gw}/{subnet.prefixlen}", "dev", bridge])
-        _run(["ip", "link", "set", bridge, "up"])
-    if not _table_exists():
-        _run(["nft", "-f", "-"], stdin=_nft_rules(bridge, subnet))
+        _run(
+            ["ip", "-batch", "-"],
+            stdin=f"link add {bridge} type bridge\n"
+            f"addr add {gw}/{subnet.prefixlen} dev {bridge}\n"
+            f"link set {bridge} up\n",
+        )
+    # dnsmasq (it needs the bridge) starts while the firewall is set up
+    dns = None if _dnsmasq_alive(info) else _start_dnsmasq(d, bridge, subnet)
+    try:
+        # the table's rules are (re)made in one transaction: one left by a killed orbsim is
+        # emptied first (no separate listing; deleting a table would cost a grace period)
+        _run(
+            ["nft", "-f", "-"],
+            stdin=f"add table inet {TABLE}\nflush table inet {TABLE}\n"
+            + _nft_rules(bridge, subnet),
+        )
         _close_forward(info.get("forward_rules") or [])
         info["forward_rules"] = _open_forward(bridge)
-    if not _dnsmasq_alive(info):
-        info["dnsmasq"] = _start_dnsmasq(d, bridge, subnet)
+        info["table"] = True
+    finally:
+        if dns is not None:
+            info["dnsmasq"] = _dnsmasq_started(d, dns)
     _write_json(d / "net.json", info)
     return info
 
 
+def _spawn_quiet(argv: list[str]) -> subprocess.Popen[bytes]:
+    import subprocess
+
+    return subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 def _down(d: Path, info: dict[str, Any]) -> None:
     """Remove everything the network added to the host.  Lock held."""
+    import shutil
+
     ident = info.get("dnsmasq")
     if not S.alive(ident):  # started by an orbsim killed before it recorded it: its pid file
         with contextlib.suppress(OSError, ValueError):
             pid = int((d / "dnsmasq.pid").read_text().strip())
             if str(d / "dnsmasq.pid").encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 ident = {"pid": pid, "start": S.proc_start_time(pid)}
-    if S.alive(ident):
-        S.kill_ident(ident, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while S.alive(ident) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        S.kill_ident(ident, signal.SIGKILL)
-    _close_forward(info.get("forward_rules") or [])
-    if _table_exists():
-        subprocess.run(["nft", "delete", "table", "inet", TABLE], capture_output=True, timeout=30)
+    S.kill_ident(ident, signal.SIGTERM)
+    # the pieces go in parallel: deleting a bridge mostly waits for the kernel (RCU grace
+    # periods), so the table and dnsmasq go meanwhile; a missing table or bridge is no error
     bridge = info.get("bridge")
+    procs = [_spawn_quiet(["nft", "delete", "table", "inet", TABLE])]
     if bridge and bridge_exists(bridge):
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True, timeout=30)
+        procs.append(_spawn_quiet(["ip", "link", "del", bridge]))
+    _close_forward(info.get("forward_rules") or [])
+    if ident is not None and not S.wait_exit(ident, 5):
+        S.kill_ident(ident, signal.SIGKILL)
+    for proc in procs:
+        S.wait_child(proc, 30)
     orig = info.get("forward_orig")
     if orig is not None and orig != "1":
         with contextlib.suppress(OSError):
@@ -404,6 +449,8 @@ def pool(subnet: ipaddress.IPv4Network) -> list[str]:
 
 
 def mac_for(mid: str) -> str:
+    import hashlib
+
     h = hashlib.sha256(mid.encode()).digest()
     return "02:0b:" + ":".join(f"{b:02x}" for b in h[:4])
 
@@ -448,6 +495,8 @@ def acquire(home: Path, lxcpath: Path, mid: str, name: str) -> dict[str, Any]:
 
     Returns ``{"ip", "prefix", "gateway", "bridge", "mac", "dns"}``.
     """
+    import hashlib
+
     with _locked() as d:
         _prune(d)
         info = _up(d)
@@ -541,6 +590,8 @@ def _maybe_down(d: Path) -> None:
     if info is not None:
         _down(d, info)
     else:
+        import shutil
+
         shutil.rmtree(d, ignore_errors=True)
 
 

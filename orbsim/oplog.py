@@ -17,7 +17,10 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def append(home: str | os.PathLike[str], entry: dict[str, Any]) -> None:

@@ -2,10 +2,10 @@
 
 Cache layout (``$ORBSIM_CACHE``, default ``$XDG_CACHE_HOME/orbsim`` or ``~/.cache/orbsim``)::
 
-    base.lock                                filelock guarding builds/restores
-    base/debian-<suite>-<arch>-v4/rootfs/    the extracted base (read-only overlay lower layer)
-    base/debian-<suite>-<arch>-v4/ok         marker written last: the base is complete
-    base/debian-<suite>-<arch>-v4.tar.zst    compressed copy (``.tar.gz`` without zstd) used to
+    base.lock                                lock guarding builds/restores (locks.py)
+    base/debian-<suite>-<arch>-v5/rootfs/    the extracted base (read-only overlay lower layer)
+    base/debian-<suite>-<arch>-v5/ok         marker written last: the base is complete
+    base/debian-<suite>-<arch>-v5.tar.zst    compressed copy (``.tar.gz`` without zstd) used to
                                              restore a deleted rootfs without network
     base/.build-*                            temporary build dirs (renamed into place atomically)
 
@@ -14,19 +14,18 @@ Each Debian release (bullseye, bookworm, trixie, ...) is built once with ``deboo
 PID 1 by LXC), dbus, iproute2, sudo, procps, ca-certificates and curl (OrbStack's own setup
 installs curl in Debian/Ubuntu machines).  Per-machine identity (machine-id, hostname) is not
 baked in: orbsim writes it into each machine's own upper layer.  v4 = the first base with
-systemd; older bases (v3, no init) are never reused.
+systemd; v5 = v4 with more units and generators masked (:data:`MASK`), no credential mounts,
+``/etc/.updated``; older bases are never reused.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-BASE_VERSION = "v4"
+BASE_VERSION = "v5"
 SUITE = "bookworm"  # Debian stable: the default, and the visible substitute for other distros
 # curl: OrbStack's setup installs it on Debian/Ubuntu machines (apt-get install -y curl);
 # systemd + systemd-sysv + dbus: systemd is PID 1 of every machine
@@ -70,6 +69,8 @@ def base_available(cache: Path, suite: str = SUITE) -> bool:
 
 def compressor() -> tuple[list[str], str]:
     """(tar compression option, file suffix): zstd when its binary exists, else gzip."""
+    import shutil
+
     if shutil.which("zstd"):
         return ["-I", "zstd -T0 -3"], ".tar.zst"
     if shutil.which("pigz"):
@@ -79,6 +80,8 @@ def compressor() -> tuple[list[str], str]:
 
 def decompress_opts(path: Path) -> list[str]:
     """tar options to read ``path`` (zstd, gzip or plain tar, detected by magic bytes)."""
+    import shutil
+
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic == b"\x28\xb5\x2f\xfd":
@@ -101,6 +104,8 @@ def _log(msg: str) -> None:
 
 
 def _run(argv: list[str], log_path: Path | None = None) -> None:
+    import subprocess
+
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
@@ -139,7 +144,12 @@ def configure_base(root: Path, mirror_url: str, suite: str = SUITE) -> None:
     )
 
 
-# units that make no sense in a machine whose network, clock and consoles the host manages
+# Units that make no sense in a machine whose network, clock, consoles, disks and kernel the
+# host owns.  Masked since v4: the first eight; since v5 (a faster boot and poweroff: fewer
+# jobs on systemd's critical chain, fewer processes): the rest.  Kept on purpose: journald
+# (and its flush), dbus, logind, user-sessions (it lifts /run/nologin for logins), sysctl,
+# tmpfiles, sysusers, mqueue, rc-local and init.d scripts, fstab mounts, the daily timers of
+# dpkg and tmpfiles.
 MASK = (
     "systemd-networkd-wait-online.service",
     "systemd-timesyncd.service",
@@ -149,7 +159,70 @@ MASK = (
     "systemd-firstboot.service",
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
+    # v5
+    "systemd-update-utmp.service",  # boot/shutdown records in utmp/wtmp (who -b, last reboot)
+    "systemd-update-utmp-runlevel.service",  # runlevel records in utmp
+    "systemd-remount-fs.service",  # the root is LXC's overlay: no fstab root entry to apply
+    "dev-hugepages.mount",  # the host's huge pages
+    "sys-fs-fuse-connections.mount",  # the host's fusectl
+    "systemd-journald-audit.socket",  # the kernel audit log is the host's
+    "systemd-pstore.service",  # the host kernel's pstore
+    "systemd-ask-password-console.path",  # no console prompts
+    "systemd-ask-password-wall.path",
+    "e2scrub_reap.service",  # ext4/LVM scrubbing and TRIM: no block devices in a machine
+    "e2scrub_all.timer",
+    "fstrim.timer",
 )
+# Generators systemd runs at every boot (and daemon-reload) that only read what the host owns
+# (kernel command line, disks, crypttab, consoles): masked since v5.  Kept: fstab, sysv
+# (init.d scripts of packages), rc-local.
+MASK_GENERATORS = (
+    "systemd-cryptsetup-generator",
+    "systemd-integritysetup-generator",
+    "systemd-veritysetup-generator",
+    "systemd-gpt-auto-generator",
+    "systemd-hibernate-resume-generator",
+    "systemd-system-update-generator",
+    "systemd-debug-generator",
+    "systemd-run-generator",
+    "systemd-getty-generator",
+)
+
+
+# Services that read credentials a VM or container manager may pass to the system
+# (sysctl.extra, tmpfiles.extra, journal.*, ...).  LXC passes none, but systemd still mounts a
+# /run/credentials/UNIT for each (and unmounts it with a /bin/umount process at poweroff): a
+# drop-in empties their lists (since v5).
+NO_CREDENTIALS = (
+    "systemd-sysctl.service",
+    "systemd-sysusers.service",
+    "systemd-tmpfiles-setup.service",
+    "systemd-tmpfiles-setup-dev.service",
+    "systemd-tmpfiles-setup-dev-early.service",
+    "systemd-tmpfiles-clean.service",
+    "systemd-journald.service",
+)
+CREDENTIAL_KEYS = ("LoadCredential", "LoadCredentialEncrypted", "ImportCredential", "SetCredential")
+
+
+def _drop_credentials(root: Path) -> None:
+    for unit in NO_CREDENTIALS:
+        text = ""
+        for d in ("usr/lib/systemd/system", "lib/systemd/system"):
+            f = root / d / unit
+            if f.is_file() and not f.is_symlink():
+                text = f.read_text(errors="replace")
+                break
+        keys = [k for k in CREDENTIAL_KEYS if f"\n{k}=" in "\n" + text]
+        if not keys:
+            continue
+        dropin = root / "etc/systemd/system" / f"{unit}.d"
+        dropin.mkdir(parents=True, exist_ok=True)
+        body = "".join(f"{k}=\n" for k in keys)
+        (dropin / "orbsim-no-credentials.conf").write_text(
+            "# orbsim: LXC passes no credentials; no /run/credentials mount for this unit\n"
+            f"[Service]\n{body}"
+        )
 
 
 def prepare_systemd_root(root: Path) -> None:
@@ -160,8 +233,11 @@ def prepare_systemd_root(root: Path) -> None:
       machine-id and the hostname into every machine's (and clone's) own upper layer;
     * the network is configured by LXC before init runs (static address from orbsim's
       allocator, default route via orbsim's bridge), so the guest needs no DHCP client;
-    * masked: getty on the console (nobody logs in there), time sync (the host owns the
-      clock: CAP_SYS_TIME is dropped), wait-online, firstboot, apt's daily timers.
+    * masked (:data:`MASK`, :data:`MASK_GENERATORS`): getty on the console (nobody logs in
+      there), time sync (the host owns the clock: CAP_SYS_TIME is dropped), wait-online,
+      firstboot, apt's daily timers, utmp records, what only concerns the host's kernel,
+      disks and consoles, and the generators that read them;
+    * no credential mounts for the early services (:data:`NO_CREDENTIALS`).
     """
     etc = root / "etc"
     if (etc / "machine-id").exists() or (etc / "machine-id").is_symlink():
@@ -179,6 +255,35 @@ def prepare_systemd_root(root: Path) -> None:
             if link.is_symlink() or link.exists():
                 link.unlink()
             link.symlink_to("/dev/null")
+        _mark_updated(root)
+        _drop_credentials(root)
+        gen_dir = etc / "systemd/system-generators"
+        gen_dir.mkdir(exist_ok=True)
+        for gen in MASK_GENERATORS:
+            link = gen_dir / gen
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to("/dev/null")
+
+
+def _mark_updated(root: Path) -> None:
+    """``/etc/.updated`` and ``/var/.updated`` as ``systemd-update-done`` writes them, so that
+    the ``ConditionNeedsUpdate=`` units (ldconfig, the journal catalog, sysusers, update-done
+    itself: trixie) do not run at every machine's first boot for a /usr nobody changed."""
+    try:
+        usr = os.stat(root / "usr")
+    except OSError:
+        return
+    for sub in ("etc", "var"):
+        f = root / sub / ".updated"
+        if not f.parent.is_dir() or f.is_symlink():
+            continue
+        f.write_text(
+            "# This file was created by orbsim as systemd-update-done would: it holds the\n"
+            "# timestamp of /usr. See man:systemd-update-done.service(8).\n"
+            f"TIMESTAMP_NSEC={usr.st_mtime_ns}\n"
+        )
+        os.utime(f, ns=(usr.st_atime_ns, usr.st_mtime_ns))
 
 
 def _tar_create(src: Path, out: Path, extra: list[str] | None = None) -> None:
@@ -221,14 +326,16 @@ def extract_tar(archive: Path, dest: Path, members: list[str] | None = None) -> 
 
 def ensure_base(cache: Path, *, quiet: bool = False, suite: str = SUITE) -> Path:
     """Return the base rootfs path of a Debian release, building or restoring it once."""
+    import shutil
+
     d, rootfs, marker = base_paths(cache, suite)
     if base_ready(cache, suite):
         return rootfs
-    from filelock import FileLock
+    from .locks import locked
 
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "base").mkdir(exist_ok=True)
-    with FileLock(str(cache / "base.lock"), timeout=3600):
+    with locked(cache / "base.lock", timeout=3600):
         if base_ready(cache, suite):
             return rootfs
         name = base_name(suite)

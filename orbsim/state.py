@@ -1,11 +1,11 @@
 """The simulator's persistent state: ``$ORBSIM_HOME/state.json`` guarded by ``state.lock``.
 
-Writers take :func:`transaction` (a ``filelock.FileLock``; the state is written to a temp file
-and renamed into place); readers may call :func:`read` without the lock.  Slow work never runs
-under the lock: a machine in a transitional state (``creating``, ``starting``, ``stopping``,
-``deleting``) is *reserved* by the process recorded in its ``owner`` (pid + start time).  When
-that process is gone the reservation is void, and :func:`effective_state` says what the
-machine really is:
+Writers take :func:`transaction` (an exclusive ``flock`` on ``state.lock``, :mod:`orbsim.locks`;
+the state is written to a temp file and renamed into place); readers may call :func:`read`
+without the lock.  Slow work never runs under the lock: a machine in a transitional state
+(``creating``, ``starting``, ``stopping``, ``deleting``) is *reserved* by the process recorded in
+its ``owner`` (pid + start time).  When that process is gone the reservation is void, and
+:func:`effective_state` says what the machine really is:
 
 * ``creating`` / ``deleting`` with a dead owner: the operation failed half way; the machine is
   treated as gone and the next transaction removes its record and directory (the real server
@@ -192,11 +192,13 @@ class Txn:
         self.st = st
         self.trash: list[Path] = []
         self.reap: list[str] = []
+        self.gone: list[str] = []  # discarded machines: their LXC directory goes after the reap
 
     def discard_machine(self, rec: Record) -> None:
         """Drop a record now; kill its init; move its directory to the trash (fast rename)."""
         kill_ident(rec.get("holder"))
         self.reap.append(rec["id"])
+        self.gone.append(rec["id"])
         self.st["machines"].pop(rec["id"], None)
         if self.st.get("default") == rec["id"]:
             self.st["default"] = None
@@ -241,11 +243,11 @@ def normalize(txn: Txn) -> None:
 
 @contextlib.contextmanager
 def transaction(home: Path) -> Iterator[Txn]:
-    from filelock import FileLock
+    from .locks import locked
 
     home.mkdir(parents=True, exist_ok=True)
     txn: Txn
-    with FileLock(str(home / "state.lock"), timeout=LOCK_TIMEOUT):
+    with locked(home / "state.lock", timeout=LOCK_TIMEOUT):
         st = _load(home)
         before = json.dumps(st, sort_keys=True)
         txn = Txn(home, st)
@@ -259,11 +261,13 @@ def transaction(home: Path) -> Iterator[Txn]:
         for mid in txn.reap:
             lxc.reap(lxc.lxcpath(home), mid)
             net.release(home, mid)
-    if txn.trash:
+    if txn.trash or txn.gone:
         import shutil
 
         for path in txn.trash:
             shutil.rmtree(path, ignore_errors=True)
+        for mid in txn.gone:  # its config (and a killed monitor's pid file)
+            shutil.rmtree(home / "lxc" / mid, ignore_errors=True)
 
 
 def empty_trash(home: Path) -> None:

@@ -413,7 +413,7 @@ def image_server(tmp_path: Path) -> Iterator[str]:
 def test_other_distros_come_from_an_image_server_or_are_substituted_visibly(
     sim: Sim, image_server: str, tmp_path: Path
 ) -> None:
-    from orbsim import state
+    from orbsim import rootfs, state
 
     cache = tmp_path / "cache"  # a private image cache; the Debian bases are shared
     cache.mkdir()
@@ -427,7 +427,8 @@ def test_other_distros_come_from_an_image_server_or_are_substituted_visibly(
         "degraded",
     )
     assert "SUBSTITUTED" not in sim.ok("info", name).stdout
-    assert (cache / "images/ubuntu-noble-amd64-v4/ok").exists()  # fetched once, cached
+    version = rootfs.BASE_VERSION
+    assert (cache / f"images/ubuntu-noble-amd64-{version}/ok").exists()  # fetched once, cached
     # nothing reachable: Debian stable stands in, and says so
     env["ORBSIM_IMAGE_SERVER"] = "http://127.0.0.1:9"
     other = sim.name("jammy")
