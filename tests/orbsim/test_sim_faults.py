@@ -87,7 +87,9 @@ def test_hang_is_killed_by_timeout(fresh_sim: Sim) -> None:
 @pytest.mark.parametrize("mode", ["hang", "exit124"])
 def test_detach_machine_appears_later(fresh_sim: Sim, mode: str) -> None:
     sim = fresh_sim
-    env = {"ORBSIM_DETACH": "create=1", "ORBSIM_DETACH_MODE": mode, "ORBSIM_LATENCY": "create=1.5"}
+    # The create goes on for 6 s after its client gave up (1 s): time enough, even on a loaded
+    # host, to see it `creating` and refused below before it completes.
+    env = {"ORBSIM_DETACH": "create=1", "ORBSIM_DETACH_MODE": mode, "ORBSIM_LATENCY": "create=6"}
     if mode == "hang":
         with pytest.raises(subprocess.TimeoutExpired):
             sim("create", "debian", "d1", env=env, timeout=1)
