@@ -36,11 +36,8 @@ from pytest_orbstack.state import OrbState, run_context
 
 log = logging.getLogger("pytest_orbstack")
 
-MACHINE_FIXTURES = frozenset(
-    {"orb_vm", "orb_vm_factory", "orb_vm_factory_module", "orb_vm_factory_session", "orbctl",
-     "orb_host", "orb_deploy"}
-)  # fmt: skip
 FACTORY_FIXTURES = frozenset({"orb_vm_factory", "orb_vm_factory_module", "orb_vm_factory_session"})
+MACHINE_FIXTURES = FACTORY_FIXTURES | {"orb_vm", "orbctl", "orb_host", "orb_deploy"}
 MARKER_DOC = (
     f"{marker_signature()}: the OrbStack machine `orb_vm` gives this test (pytest-orbstack)"
 )

@@ -174,8 +174,8 @@ class _Deleter:
 
     At :meth:`close`, the batch still gathering is *not* deleted here: those machines stay in
     the registry and the run's end (:meth:`MachineManager.finish_run`, in the controller after
-    every worker closed) deletes them in its one batched call, with the run's templates and
-    clone sources, instead of each process waiting for a delete of its own on the way out.
+    every worker closed) deletes them with the run's templates and clone sources, instead of
+    each process waiting for a delete of its own on the way out.
     """
 
     manager: MachineManager
@@ -455,8 +455,8 @@ class Supply:
 
         Pooled machines nobody claimed (other workers may still claim them) and released
         machines whose delete had not been issued yet are left to the run's end, which deletes
-        them with the run's templates in one call (:meth:`MachineManager.finish_run`; they
-        are in the registry).  ``interrupted`` (Ctrl-C): kill background ``orbctl`` calls in
+        them with the run's templates (:meth:`MachineManager.finish_run`; they are in the
+        registry).  ``interrupted`` (Ctrl-C): kill background ``orbctl`` calls in
         flight instead of waiting them out; what they leave is recorded in the registry and
         removed by the run's own cleanup, or by the watchdog.
         """
