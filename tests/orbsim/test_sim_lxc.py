@@ -12,8 +12,9 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -373,8 +374,21 @@ def test_debian_release_is_the_one_asked_for(sim: Sim) -> None:
 INDEX = "ubuntu;noble;amd64;default;20250101_00:00;/images/ubuntu/noble/amd64/default/1/\n"
 
 
+class ImageServer(NamedTuple):
+    url: str
+    root: Path  # the served directory
+
+    @property
+    def files(self) -> tuple[Path, Path]:
+        """The index and the one image's root filesystem."""
+        return (
+            self.root / "meta/1.0/index-system",
+            self.root / "images/ubuntu/noble/amd64/default/1/rootfs.tar.xz",
+        )
+
+
 @pytest.fixture
-def image_server(tmp_path: Path) -> Iterator[str]:
+def image_server(tmp_path: Path) -> Iterator[ImageServer]:
     """An LXC image server on the loopback address, serving an "ubuntu:noble" image that is
     the cached Debian base plus a marker file (built here; xz like the real server)."""
     import http.server
@@ -404,21 +418,62 @@ def image_server(tmp_path: Path) -> Iterator[str]:
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        yield ImageServer(f"http://127.0.0.1:{httpd.server_address[1]}", srv)
     finally:
         httpd.shutdown()
         thread.join()
 
 
-def test_other_distros_come_from_an_image_server_or_are_substituted_visibly(
-    sim: Sim, image_server: str, tmp_path: Path
-) -> None:
-    from orbsim import rootfs, state
+@pytest.fixture
+def signer(tmp_path: Path) -> Iterator[tuple[Path, Callable[[Path], None]]]:
+    """A throw-away GnuPG signing key: its public keyring (binary, as ``gpg --export`` writes
+    it) and a function writing ``FILE.asc``, a detached armored signature, as LXC's server has.
+    """
+    import shutil
+    import tempfile
 
-    cache = tmp_path / "cache"  # a private image cache; the Debian bases are shared
-    cache.mkdir()
-    (cache / "base").symlink_to(state.cache_home() / "base")
-    env = {"ORBSIM_CACHE": str(cache), "ORBSIM_IMAGE_SERVER": image_server}
+    home = Path(tempfile.mkdtemp(prefix="orbgpg-", dir="/tmp"))  # short: gpg-agent's socket
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    gpg = ["gpg", "--batch", "--quiet", "--passphrase", "", "--pinentry-mode", "loopback"]
+    try:
+        subprocess.run(
+            [*gpg, "--quick-gen-key", "orbsim test <test@orbsim.invalid>", "ed25519", "sign",
+             "never"],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        ring = tmp_path / "keyring.gpg"
+        ring.write_bytes(
+            subprocess.run([*gpg, "--export"], env=env, check=True, capture_output=True).stdout
+        )
+
+        def sign(path: Path) -> None:
+            subprocess.run(
+                [*gpg, "--yes", "--armor", "--detach-sign", "-o", f"{path}.asc", str(path)],
+                env=env, check=True, capture_output=True,
+            )  # fmt: skip
+
+        yield ring, sign
+    finally:
+        subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _private_cache(path: Path) -> Path:
+    """An image cache of its own (downloads land there); the Debian bases are shared."""
+    from orbsim import state
+
+    path.mkdir()
+    (path / "base").symlink_to(state.cache_home() / "base")
+    return path
+
+
+def test_other_distros_come_from_an_image_server_or_are_substituted_visibly(
+    sim: Sim, image_server: ImageServer, tmp_path: Path
+) -> None:
+    from orbsim import rootfs
+
+    cache = _private_cache(tmp_path / "cache")
+    env = {"ORBSIM_CACHE": str(cache), "ORBSIM_IMAGE_SERVER": image_server.url}
     name = sim.name("noble")
     sim.ok("create", "ubuntu:noble", name, env=env)
     assert sim.ok("run", "-m", name, "cat", "/etc/served-by").stdout == "local image server\n"
@@ -439,6 +494,51 @@ def test_other_distros_come_from_an_image_server_or_are_substituted_visibly(
     assert sim.json("info", other, "-f", "json")["record"]["image"]["distro"] == "ubuntu"
     assert sim.ok("run", "-m", other, "cat", "/etc/debian_version").stdout.startswith("12")
     sim.ok("delete", "-f", name, other)
+
+
+def test_downloaded_images_are_checked_against_a_keyring_when_one_is_given(
+    sim: Sim,
+    image_server: ImageServer,
+    signer: tuple[Path, Callable[[Path], None]],
+    tmp_path: Path,
+) -> None:
+    """With ``ORBSIM_IMAGE_KEYRING``, the index and the root filesystem need valid signatures
+    by a key of that keyring; a missing or bad one fails the create with gpgv's words (no
+    Debian stand-in, nothing cached), a good one gives the image asked for."""
+    ring, sign = signer
+    index, tarball = image_server.files
+    env = {"ORBSIM_IMAGE_SERVER": image_server.url, "ORBSIM_IMAGE_KEYRING": str(ring)}
+
+    def create(label: str, cache: str) -> tuple[str, subprocess.CompletedProcess[str]]:
+        name = sim.name(label)
+        cache_env = {**env, "ORBSIM_CACHE": str(_private_cache(tmp_path / cache))}
+        return name, sim("create", "ubuntu:noble", name, env=cache_env)
+
+    name, res = create("unsigned", "c1")  # the server has no signatures at all
+    assert res.returncode == 1
+    assert "no signature for" in res.stderr and "index-system" in res.stderr, res.stderr
+    assert "SUBSTITUTED" not in res.stderr and sim.state(name) is None
+
+    sign(index)
+    sign(tarball)
+    good = tarball.read_bytes()
+    tarball.write_bytes(good + b"tampered")  # signed, then changed on the mirror
+    name, res = create("tampered", "c2")
+    assert res.returncode == 1
+    assert "signature check of" in res.stderr and "BAD signature" in res.stderr, res.stderr
+    assert sim.state(name) is None
+    assert not list((tmp_path / "c2" / "images").glob("ubuntu-noble-*/ok"))  # nothing cached
+
+    tarball.write_bytes(good)
+    name, res = create("signed", "c3")
+    assert res.returncode == 0, res.stderr
+    assert sim.ok("run", "-m", name, "cat", "/etc/served-by").stdout == "local image server\n"
+    assert list((tmp_path / "c3" / "images").glob("ubuntu-noble-*-verified/ok"))
+    sim.ok("delete", "-f", name)
+
+    missing = {**env, "ORBSIM_IMAGE_KEYRING": str(tmp_path / "nowhere.gpg")}
+    res = sim("create", "ubuntu:noble", sim.name("noring"), env=missing)
+    assert res.returncode == 1 and "no keyring file at" in res.stderr, res.stderr
 
 
 def test_doctor_says_this_host_can_run_machines(sim: Sim) -> None:
