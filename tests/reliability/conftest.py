@@ -177,8 +177,17 @@ def make_foreign(env: OrbEnv, *names: str) -> list[str]:
 # -- running pytest ---------------------------------------------------------------------------
 
 
+#: Runs pytest with Ctrl-C handled as an interactive run would: a process started in the
+#: background by a non-interactive shell (``nohup make test &``, some CI launchers) inherits
+#: SIGINT *ignored*, and Python then installs no KeyboardInterrupt handler of its own.
+_PYTEST_WITH_SIGINT = (
+    "import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.exit(pytest.console_main())"
+)
+
+
 def inner_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
+    return [sys.executable, "-c", _PYTEST_WITH_SIGINT, "-p", "no:cacheprovider", *args]
 
 
 def spawn_pytest(
