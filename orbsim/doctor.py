@@ -138,6 +138,7 @@ def checks() -> list[Check]:
         rc, text = _cmd([legacy, "-S", "FORWARD"])
         if "-P FORWARD DROP" in text:
             out.append(("ok", "firewall (legacy)", "iptables-legacy FORWARD DROP: handled", ""))
+    out.append(_images())
     # apparmor
     if Path("/sys/module/apparmor/parameters/enabled").exists():
         enabled = Path("/sys/module/apparmor/parameters/enabled").read_text().strip()
@@ -147,6 +148,23 @@ def checks() -> list[Check]:
         else:
             out.append(("ok", "AppArmor", f"enabled={enabled}", ""))
     return out
+
+
+def _images() -> Check:
+    """Other distros' images: from which server, and whether signatures are required."""
+    from . import images
+
+    srv = images.server()
+    ring = os.environ.get("ORBSIM_IMAGE_KEYRING")
+    if not ring:
+        return ("ok", "images", f"{srv}, checked by HTTPS only", "")
+    if not Path(ring).expanduser().is_file():
+        return ("warn", "images", f"ORBSIM_IMAGE_KEYRING: no keyring file at {ring}",
+                "gpg --export KEYID > FILE; export ORBSIM_IMAGE_KEYRING=FILE")  # fmt: skip
+    if not shutil.which("gpgv"):
+        return ("warn", "images", "ORBSIM_IMAGE_KEYRING is set but gpgv is missing",
+                "apt-get install -y gpgv")  # fmt: skip
+    return ("ok", "images", f"{srv}, signatures required (keyring {ring})", "")
 
 
 def main() -> int:

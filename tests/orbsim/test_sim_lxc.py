@@ -541,8 +541,13 @@ def test_downloaded_images_are_checked_against_a_keyring_when_one_is_given(
     assert res.returncode == 1 and "no keyring file at" in res.stderr, res.stderr
 
 
-def test_doctor_says_this_host_can_run_machines(sim: Sim) -> None:
+def test_doctor_says_this_host_can_run_machines(sim: Sim, tmp_path: Path) -> None:
     res = sim("doctor")
     assert res.returncode == 0, res.stdout
     assert "orbsim can run machines on this host" in res.stdout
     assert "LXC" in res.stdout and "cgroups" in res.stdout and "firewall" in res.stdout
+    assert "checked by HTTPS only" in res.stdout
+    # a keyring that is not there: Debian machines still run, other images would fail
+    res = sim("doctor", env={"ORBSIM_IMAGE_KEYRING": str(tmp_path / "nowhere.gpg")})
+    assert res.returncode == 0, res.stdout
+    assert "no keyring file at" in res.stdout and "fix: gpg --export" in res.stdout
