@@ -31,7 +31,6 @@ unverified ones.  Without it, downloads are checked by HTTPS only, as LXC 5.0's 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from pathlib import Path
@@ -39,11 +38,10 @@ from pathlib import Path
 from . import rootfs
 from . import state as S
 from .errors import SimError
+from .files import read_json, write_json
 
 TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
 if TYPE_CHECKING:
-    from typing import Any
-
     from .ctx import Ctx
 
 DEFAULT_SERVER = "https://images.linuxcontainers.org"
@@ -156,7 +154,7 @@ def _images_dir(cache: Path) -> Path:
 
 
 def _unreachable(cache: Path, srv: str) -> str | None:
-    data = _read(_images_dir(cache) / "unreachable.json") or {}
+    data = read_json(_images_dir(cache) / "unreachable.json") or {}
     ent = data.get(srv)
     if ent and time.time() - float(ent.get("at", 0)) < UNREACHABLE_TTL:
         return str(ent.get("why"))
@@ -167,19 +165,9 @@ def _mark_unreachable(cache: Path, srv: str, why: str) -> None:
     d = _images_dir(cache)
     d.mkdir(parents=True, exist_ok=True)
     p = d / "unreachable.json"
-    data = _read(p) or {}
+    data = read_json(p) or {}
     data[srv] = {"at": time.time(), "why": why}
-    tmp = p.with_name(f".unreachable.{os.getpid()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, p)
-
-
-def _read(p: Path) -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads(p.read_text())
-        return data
-    except (OSError, ValueError):
-        return None
+    write_json(p, data)
 
 
 def _get(url: str, dest: Path | None = None) -> bytes:

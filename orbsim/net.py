@@ -43,6 +43,7 @@ from pathlib import Path
 
 from . import procs as S
 from .errors import SimError
+from .files import read_json, write_json
 
 TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
 if TYPE_CHECKING:
@@ -107,20 +108,6 @@ def _locked() -> Iterator[Path]:
         yield d
 
 
-def _read_json(p: Path) -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads(p.read_text())
-        return data
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(p: Path, data: dict[str, Any]) -> None:
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, p)
-
-
 def _write_public(p: Path, text: str) -> None:
     """A file dnsmasq (running as its own user) reads."""
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
@@ -134,7 +121,7 @@ def _write_public(p: Path, text: str) -> None:
 
 def current() -> dict[str, Any] | None:
     """The recorded state of the network that is up (None when it is down)."""
-    return _read_json(net_dir() / "net.json")
+    return read_json(net_dir() / "net.json")
 
 
 def bridge_exists(bridge: str) -> bool:
@@ -360,12 +347,12 @@ def _up(d: Path) -> dict[str, Any]:
     if info.get("forward_orig") is None:
         fwd = Path("/proc/sys/net/ipv4/ip_forward")
         info["forward_orig"] = fwd.read_text().strip()
-        _write_json(d / "net.json", info)
+        write_json(d / "net.json", info)
         if info["forward_orig"] != "1":
             fwd.write_text("1\n")
     if not bridge_exists(bridge):
         info["bridge_made"] = True
-        _write_json(d / "net.json", info)
+        write_json(d / "net.json", info)
         _run(
             ["ip", "-batch", "-"],
             stdin=f"link add {bridge} type bridge\n"
@@ -388,7 +375,7 @@ def _up(d: Path) -> dict[str, Any]:
     finally:
         if dns is not None:
             info["dnsmasq"] = _dnsmasq_started(d, dns)
-    _write_json(d / "net.json", info)
+    write_json(d / "net.json", info)
     return info
 
 
@@ -468,7 +455,7 @@ def _prune(d: Path) -> list[dict[str, Any]]:
     if not ldir.is_dir():
         return live
     for p in sorted(ldir.iterdir()):
-        lease = _read_json(p)
+        lease = read_json(p)
         if lease is not None and _lease_alive(lease):
             live.append(lease)
             continue
@@ -504,7 +491,7 @@ def acquire(home: Path, lxcpath: Path, mid: str, name: str) -> dict[str, Any]:
         (d / "leases").mkdir(exist_ok=True)
         mine = None
         for p in (d / "leases").iterdir():
-            lease = _read_json(p)
+            lease = read_json(p)
             if lease and lease.get("id") == mid and lease.get("home") == str(home):
                 mine = p.name
         addrs = pool(subnet)
@@ -522,7 +509,7 @@ def acquire(home: Path, lxcpath: Path, mid: str, name: str) -> dict[str, Any]:
             else:
                 raise SimError(f"network: no free address left in {subnet}")
         mac = mac_for(mid)
-        _write_json(
+        write_json(
             d / "leases" / mine,
             {
                 "ip": mine,
@@ -552,21 +539,21 @@ def started(home: Path, mid: str, init: dict[str, Any]) -> None:
     """The machine runs: its lease now lives as long as its init process."""
     with _locked() as d:
         for p in (d / "leases").iterdir() if (d / "leases").is_dir() else []:
-            lease = _read_json(p)
+            lease = read_json(p)
             if lease and lease.get("id") == mid and lease.get("home") == str(home):
                 lease["init"] = init
                 lease["owner"] = None
-                _write_json(p, lease)
+                write_json(p, lease)
 
 
 def rename(home: Path, mid: str, name: str) -> None:
     """DNS follows a rename of a running machine."""
     with _locked() as d:
         for p in (d / "leases").iterdir() if (d / "leases").is_dir() else []:
-            lease = _read_json(p)
+            lease = read_json(p)
             if lease and lease.get("id") == mid and lease.get("home") == str(home):
                 lease["name"] = name
-                _write_json(p, lease)
+                write_json(p, lease)
                 _write_public(d / "hosts" / p.name, f"{p.name} {_dns_names(name)}\n")
                 _write_public(d / "dhcp-hosts" / p.name, f"{lease['mac']},{p.name},{name}\n")
 
@@ -577,7 +564,7 @@ def release(home: Path, mid: str) -> None:
         return
     with _locked() as d:
         for p in list((d / "leases").iterdir()) if (d / "leases").is_dir() else []:
-            lease = _read_json(p)
+            lease = read_json(p)
             if lease and lease.get("id") == mid and lease.get("home") == str(home):
                 _drop_files(d, p.name)
         _maybe_down(d)
@@ -608,7 +595,7 @@ def address_of(home: Path, mid: str) -> str | None:
     if not ldir.is_dir():
         return None
     for p in ldir.iterdir():
-        lease = _read_json(p)
+        lease = read_json(p)
         if lease and lease.get("id") == mid and lease.get("home") == str(home):
             return p.name
     return None
