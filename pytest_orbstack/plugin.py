@@ -26,7 +26,7 @@ from pytest_orbstack.errors import ConfigError, OrbstackError
 from pytest_orbstack.lifecycle import label_for
 from pytest_orbstack.machine import Machine
 from pytest_orbstack.orbctl import Orbctl
-from pytest_orbstack.policy import demand_unit, keep_after_use
+from pytest_orbstack.policy import demand_unit, keep_after_use, no_test_mode
 from pytest_orbstack.report import (
     failure_section,
     summary_lines,
@@ -121,7 +121,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Warm-up: start bases, templates, session machines and the pool as soon as demand is
     known, in the order the tests will ask for them (the first test's machine first)."""
     state = session.config.stash.get(state_key, None)
-    if state is None or session.config.option.collectonly:
+    if state is None or no_test_mode(session.config.option) is not None:
         return
     order: dict[MachineSpec, None] = {}  # specs by first use
     fresh: dict[MachineSpec, set[str]] = {}  # units of fresh-machine demand

@@ -59,6 +59,30 @@ def at_run_end(
 # -- demand ----------------------------------------------------------------------------------
 
 
+#: pytest's modes that run no test body: they must make no machine (``--setup-plan`` shows
+#: what fixtures *would* do; the others only list).  ``--setup-only`` runs fixtures, so it is
+#: not here.  Option destinations as pytest names them (``config.option``).
+NO_TEST_MODES: tuple[tuple[str, str], ...] = (
+    ("collectonly", "--collect-only"),
+    ("setupplan", "--setup-plan"),
+    ("showfixtures", "--fixtures"),
+    ("show_fixtures_per_test", "--fixtures-per-test"),
+    ("markers", "--markers"),
+    ("help", "--help"),
+    ("version", "--version"),
+)
+
+
+def no_test_mode(option: object) -> str | None:
+    """The mode (its command-line flag) in which this run executes no test, or ``None``.
+    ``option`` is pytest's ``config.option`` namespace: no machine is planned or warmed up in
+    such a mode."""
+    for dest, flag in NO_TEST_MODES:
+        if getattr(option, dest, False):
+            return flag
+    return None
+
+
 def demand_unit(isolation: str, *, nodeid: str, path: str) -> str | None:
     """The unit one fresh machine serves: a test (function), a test file (module), or
     ``None`` for a session machine (made once, not drawn from the pool)."""
@@ -200,6 +224,7 @@ __all__ = [
     "demand_unit",
     "keep_after_use",
     "machines_in_memory",
+    "no_test_mode",
     "pool_room",
     "supply_threads",
 ]

@@ -6,6 +6,7 @@ No machines, no orbctl, no files: these run anywhere, macOS included.
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,6 +17,7 @@ from pytest_orbstack.policy import (
     claim_wait,
     demand_unit,
     keep_after_use,
+    no_test_mode,
     pool_room,
     supply_threads,
 )
@@ -339,3 +341,27 @@ def test_delete_chunks(count: int, calls: int) -> None:
     assert len(chunks) == calls
     assert sorted(n for c in chunks for n in c) == sorted(names)  # each machine exactly once
     assert all(len(c) >= min(count, DELETE_CHUNK) for c in chunks)
+
+
+# -- modes that run no test ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dest", "value", "flag"),
+    [
+        ("collectonly", True, "--collect-only"),
+        ("setupplan", True, "--setup-plan"),
+        ("showfixtures", True, "--fixtures"),
+        ("show_fixtures_per_test", True, "--fixtures-per-test"),
+        ("markers", True, "--markers"),
+        ("help", True, "--help"),
+        ("version", 1, "--version"),  # pytest counts --version
+    ],
+)
+def test_no_test_mode_names_the_flag(dest: str, value: object, flag: str) -> None:
+    assert no_test_mode(SimpleNamespace(**{dest: value}, setuponly=False)) == flag
+
+
+def test_setup_only_and_setup_show_run_tests() -> None:
+    assert no_test_mode(SimpleNamespace(setuponly=True, setupshow=True, collectonly=False)) is None
+    assert no_test_mode(SimpleNamespace()) is None
