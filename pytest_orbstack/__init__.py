@@ -34,6 +34,8 @@ _EXPORTS = {
     "StateError": "pytest_orbstack.errors",
     "OrbStackUnavailableError": "pytest_orbstack.errors",
     "OrbctlTimeoutError": "pytest_orbstack.errors",
+    "WaitTimeoutError": "pytest_orbstack.errors",
+    "UnitFailedError": "pytest_orbstack.errors",
 }
 
 __all__ = [
@@ -58,6 +60,8 @@ __all__ = [
     "RunResult",
     "StateError",
     "TransientError",
+    "UnitFailedError",
+    "WaitTimeoutError",
 ]
 
 if TYPE_CHECKING:
@@ -78,6 +82,8 @@ if TYPE_CHECKING:
         PermanentError,
         StateError,
         TransientError,
+        UnitFailedError,
+        WaitTimeoutError,
     )
     from pytest_orbstack.lifecycle import ProvisionError
     from pytest_orbstack.machine import CommandError, CopyError, Machine, RunResult

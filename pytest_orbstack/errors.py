@@ -27,6 +27,36 @@ class ConfigError(OrbstackError):
     """A user-supplied value (marker argument, option, ini key) is invalid."""
 
 
+class WaitTimeoutError(OrbstackError, TimeoutError):
+    """A wait (``Machine.wait_for_unit``, ``wait_for_port``, ...) ran out of time.
+
+    ``last`` is what the last attempt showed (its command, exit code and output).
+    """
+
+    def __init__(self, machine: str, what: str, timeout: float, last: str) -> None:
+        self.machine = machine
+        self.what = what
+        self.timeout = timeout
+        self.last = last
+        super().__init__(
+            f"machine {machine!r}: timed out after {timeout:g}s waiting for {what}; "
+            f"last attempt: {last}"
+        )
+
+
+class UnitFailedError(OrbstackError):
+    """``wait_for_unit``: the unit failed (or nothing will start it); ``report`` is its
+    ``systemctl status`` and journal tail."""
+
+    def __init__(self, machine: str, unit: str, why: str, report: str) -> None:
+        self.machine = machine
+        self.unit = unit
+        self.why = why
+        self.report = report
+        body = "\n    ".join(report.splitlines())
+        super().__init__(f"machine {machine!r}: unit {unit!r} {why}\n    {body}")
+
+
 class OrbctlError(OrbstackError):
     """An ``orbctl`` invocation failed.
 

@@ -17,6 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_orbstack.errors import OrbstackError
 from pytest_orbstack.orbctl import CompletedCall, MachineInfo, Orbctl
+from pytest_orbstack.waits import (
+    WAIT_TIMEOUT,
+    wait_for_file,
+    wait_for_port,
+    wait_for_unit,
+    wait_until_succeeds,
+)
 
 if TYPE_CHECKING:
     from pytest_orbstack.deploy.results import DeployResult
@@ -193,6 +200,31 @@ class Machine:
 
     def logs(self, *, all: bool = False) -> str:
         return self.client.logs(self.name, all=all)
+
+    # -- waits (see pytest_orbstack.waits) --------------------------------------------------
+
+    def wait_for_unit(self, unit: str, *, timeout: float = WAIT_TIMEOUT) -> None:
+        """Wait until the systemd unit is active; fail at once (with its status and journal
+        tail) when it fails; :class:`~pytest_orbstack.errors.WaitTimeoutError` after
+        ``timeout`` seconds."""
+        wait_for_unit(self, unit, timeout=timeout)
+
+    def wait_for_port(
+        self, port: int, *, timeout: float = WAIT_TIMEOUT, from_host: bool = False
+    ) -> None:
+        """Wait until a TCP socket listens on ``port`` in the machine; ``from_host=True``:
+        and the host can connect to it at the machine's address."""
+        wait_for_port(self, port, timeout=timeout, from_host=from_host)
+
+    def wait_until_succeeds(
+        self, cmd: str | Sequence[str], *, timeout: float = WAIT_TIMEOUT, user: str | None = None
+    ) -> RunResult:
+        """Run ``cmd`` (argv list, or a ``sh -c`` script) until it exits 0; its result."""
+        return wait_until_succeeds(self, cmd, timeout=timeout, user=user)
+
+    def wait_for_file(self, path: str, *, timeout: float = WAIT_TIMEOUT) -> None:
+        """Wait until ``path`` exists in the machine."""
+        wait_for_file(self, path, timeout=timeout)
 
     # -- pyinfra and testinfra -------------------------------------------------------------
 
