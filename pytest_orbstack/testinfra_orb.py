@@ -15,6 +15,7 @@ OrbStack quotes each argv element for the login shell, so the command string rea
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
 
 from testinfra.backend.base import BaseBackend
@@ -91,7 +92,9 @@ class OrbBackend(BaseBackend):  # type: ignore[misc]
             self._verify(call)
         if self._machine is not None:
             self._machine.record(argv, call, self.user)
-        return self.result(call.returncode, self.encode(cmd), call.stdout, call.stderr)
+        # The command as sent: subprocess encodes argv with the host's filesystem encoding,
+        # whatever the machine's locale (testinfra's ``encode`` would use the machine's).
+        return self.result(call.returncode, os.fsencode(cmd), call.stdout, call.stderr)
 
     def _verify(self, call: CompletedCall) -> None:
         # Without a PTY, orbctl reports "no such machine" as exit 1 with no output, just like a

@@ -103,6 +103,25 @@ def test_shell_metacharacters_reach_the_machine_intact(machine: Machine, host: A
     assert machine.run(["printf", "%s", TRICKY]).stdout == TRICKY
 
 
+def test_result_command_is_the_text_sent_whatever_the_machine_locale(machine: Machine) -> None:
+    # A machine whose locale is not UTF-8 (testinfra asks the machine's python3 for it): the
+    # output is decoded that way, but the command went out as the host encoded the argv
+    # (UTF-8), and the result says what was sent.
+    fake = "/usr/local/bin/python3"
+    root(machine, f"printf '#!/bin/sh\\necho ISO-8859-1\\n' >{fake} && chmod +x {fake}")
+    try:
+        host = host_for(machine)
+        result = host.run("printf '%%s' %s", "caf\u00e9")
+        sent = machine.history[-1].argv[-1]
+        assert host.backend.encoding == "ISO-8859-1"
+    finally:
+        root(machine, f"rm -f {fake}")
+    assert result.rc == 0
+    assert result.command == "printf '%s' 'caf\u00e9'".encode()
+    assert result.command.decode() == sent  # what ran, byte for byte
+    assert result.stdout_bytes == "caf\u00e9".encode()
+
+
 def test_sudo_contexts(machine: Machine, host: Any, alice: str) -> None:
     default_uid = host.check_output("id -u")
     with host.sudo():
