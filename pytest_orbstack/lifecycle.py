@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_orbstack.cloning import (
-    CLOUD_INIT_WAIT,
+    FAILURE_DETAIL,
     GENERALIZE_SCRIPT,
-    OS_REPORT,
-    READY_SCRIPT,
     READY_TIMEOUT,
     CloneSources,
+    new_failures,
+    ready_script,
 )
 from pytest_orbstack.errors import (
     MachineExistsError,
@@ -462,8 +462,8 @@ class MachineManager:
         finish booting, and answers.  ``start`` returns once the machine runs, so this is one
         ``orbctl run`` unless the machine is slow to accept commands; the address is asked for
         when a test wants it (:attr:`Machine.ip`), not polled here."""
-        user_data = machine.spec is not None and machine.spec.user_data
-        script = READY_SCRIPT + (CLOUD_INIT_WAIT if user_data else "") + OS_REPORT
+        user_data = machine.spec is not None and bool(machine.spec.user_data)
+        script = ready_script(cloud_init=user_data)
         with self.recorder.phase(machine.name, "ready"):
             deadline = time.monotonic() + READY_TIMEOUT
             while True:
@@ -471,7 +471,9 @@ class MachineManager:
                     machine.name, ["sh", "-c", script], user="root", workdir="", timeout=600
                 )
                 if probe.returncode == 0:
-                    self._check_image(machine, probe.stdout.decode(errors="replace"))
+                    output = probe.stdout.decode(errors="replace")
+                    self._check_units(machine, output)
+                    self._check_image(machine, output)
                     return
                 if time.monotonic() > deadline:
                     raise ProvisionError(
@@ -483,6 +485,21 @@ class MachineManager:
                     state = info.state if info else "gone"
                     raise ProvisionError(f"machine {machine.name!r} did not start ({state})")
                 time.sleep(0.2)
+
+    def _check_units(self, machine: Machine, output: str) -> None:
+        """A clone must boot as cleanly as its origin: units failed in it that were not failed
+        in the origin when it was generalized make it not ready, with their status and journal
+        tail (never handed out silently with a service down)."""
+        units = new_failures(output)
+        if not units:
+            return
+        detail = self.client.run(
+            machine.name, ["sh", "-c", FAILURE_DETAIL, "sh", *units], user="root", workdir=""
+        )
+        raise ProvisionError(
+            f"machine {machine.name!r} booted with failed units its origin did not have: "
+            f"{', '.join(units)}\n{detail.stdout.decode(errors='replace').rstrip()}"
+        )
 
     def _check_image(self, machine: Machine, output: str) -> None:
         """Record (and warn) when the machine is not the image its spec asked for, e.g. a

@@ -32,7 +32,7 @@ from pytest_orbstack.report import (
     summary_lines,
 )
 from pytest_orbstack.spec import MachineSpec, build_spec, kwargs_text, marker_signature
-from pytest_orbstack.state import OrbState, run_context
+from pytest_orbstack.state import OrbState, run_context, will_run
 
 log = logging.getLogger("pytest_orbstack")
 
@@ -128,6 +128,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     factories = False  # machines of any spec may be asked for once tests run
     for item in session.items:
         names = getattr(item, "fixturenames", ())
+        if MACHINE_FIXTURES.isdisjoint(names) or not will_run(item):
+            continue  # no machine for a test a skip (or xfail(run=False)) mark stops
         factories = factories or not FACTORY_FIXTURES.isdisjoint(names)
         if "orb_vm" not in names:
             continue

@@ -37,6 +37,23 @@ log = logging.getLogger("pytest_orbstack")
 item_spec_key = pytest.StashKey[MachineSpec]()
 
 
+def will_run(item: pytest.Item) -> bool:
+    """Whether the test body may run, as far as is known at collection: not when a ``skip``
+    mark, a ``skipif`` whose condition is already true or an ``xfail(run=False)`` (without
+    ``--runxfail``) stops it.  pytest's own evaluation of the marks decides, so the answer is
+    the one pytest gives at setup; a condition that cannot be evaluated counts as "may run"
+    (pytest reports it when the test runs)."""
+    from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
+
+    try:
+        if evaluate_skip_marks(item) is not None:
+            return False
+        xfail = evaluate_xfail_marks(item)
+    except (Exception, pytest.fail.Exception):
+        return True
+    return xfail is None or xfail.run or bool(item.config.option.runxfail)
+
+
 @dataclass
 class OrbState:
     """Per-process plugin state: settings, run identity, and the lazily built manager."""
