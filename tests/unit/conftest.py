@@ -43,17 +43,21 @@ class FakeOrbctl:
         (self.dir / "script.json").write_text(json.dumps(script))
         return self
 
+    def _logged(self) -> list[dict[str, Any]]:
+        # Only complete lines: a test may poll while the fake is still writing its line.
+        try:
+            text = (self.dir / "calls.jsonl").read_text()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.split("\n")[:-1]]
+
     @property
     def calls(self) -> list[list[str]]:
-        path = self.dir / "calls.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line)["argv"] for line in path.read_text().splitlines()]
+        return [entry["argv"] for entry in self._logged()]
 
     @property
     def stdins(self) -> list[str]:
-        path = self.dir / "calls.jsonl"
-        return [json.loads(line)["stdin"] for line in path.read_text().splitlines()]
+        return [entry["stdin"] for entry in self._logged()]
 
     @property
     def remaining(self) -> list[dict[str, Any]]:
