@@ -337,7 +337,7 @@ def _ctx(prog: str, cmd: str, argv: list[str]) -> Ctx:
 
 
 def cmd_create(ctx: Ctx, argv: list[str]) -> int:
-    from . import distros, faults
+    from . import distros
 
     opts, pos = parse_flags("create", argv)
     check_args(pos, 1, 2)
@@ -381,7 +381,6 @@ def cmd_create(ctx: Ctx, argv: list[str]) -> int:
         user_data = load_user_data(opts["user-data"], name)
     if not distros.version_known(distro, ver):
         raise SimError(f"{pre}make rootfs: image not found: {{{distro} {ver} {arch} {variant}}}")
-    ctx.decision = faults.decide(ctx.home, "create")
     return machines.create(ctx, name, image, user, user_data, password)
 
 
@@ -498,7 +497,7 @@ def _names_or_all(ctx: Ctx, opts: dict[str, Any], pos: list[str]) -> list[str]:
 
 
 def cmd_start(ctx: Ctx, argv: list[str]) -> int:
-    from . import faults, machines
+    from . import machines
 
     opts, pos = parse_flags("start", argv)
     machines.require_host()
@@ -510,7 +509,6 @@ def cmd_start(ctx: Ctx, argv: list[str]) -> int:
             )
         return 0
     machines.ensure_running_flag(ctx)
-    ctx.decision = faults.decide(ctx.home, "start")
     for key in _names_or_all(ctx, opts, pos):
         machines.start_one(ctx, key)
     return 0
@@ -526,7 +524,7 @@ def _orbstack_down(ctx: Ctx) -> bool:
 
 
 def cmd_stop(ctx: Ctx, argv: list[str]) -> int:
-    from . import faults, machines
+    from . import machines
 
     opts, pos = parse_flags("stop", argv)
     if _orbstack_down(ctx):
@@ -534,21 +532,19 @@ def cmd_stop(ctx: Ctx, argv: list[str]) -> int:
     if not pos and not opts.get("all"):
         machines.stop_all(ctx)
         return 0
-    ctx.decision = faults.decide(ctx.home, "stop")
     for key in _names_or_all(ctx, opts, pos):
         machines.stop_one(ctx, key)
     return 0
 
 
 def cmd_restart(ctx: Ctx, argv: list[str]) -> int:
-    from . import faults, machines
+    from . import machines
 
     opts, pos = parse_flags("restart", argv)
     if not pos and not opts.get("all"):
         raise ClientError("no machines specified")
     if _orbstack_down(ctx):
         return 0
-    ctx.decision = faults.decide(ctx.home, "restart")
     for key in _names_or_all(ctx, opts, pos):
         machines.stop_one(ctx, key)
         machines.start_one(ctx, key, inject=False)
@@ -556,7 +552,7 @@ def cmd_restart(ctx: Ctx, argv: list[str]) -> int:
 
 
 def cmd_delete(ctx: Ctx, argv: list[str]) -> int:
-    from . import faults, machines
+    from . import machines
 
     opts, pos = parse_flags("delete", argv)
     if not pos and not opts.get("all"):
@@ -568,42 +564,38 @@ def cmd_delete(ctx: Ctx, argv: list[str]) -> int:
             Out.err("Aborted\n")
             return 1
     machines.ensure_running_flag(ctx)
-    ctx.decision = faults.decide(ctx.home, "delete")
     machines.delete(ctx, pos, bool(opts.get("all")))
     return 0
 
 
 def cmd_rename(ctx: Ctx, argv: list[str]) -> int:
-    from . import faults, machines
+    from . import machines
 
     _, pos = parse_flags("rename", argv)
     check_args(pos, 2, 2)
     machines.ensure_running_flag(ctx)
-    ctx.decision = faults.decide(ctx.home, "rename")
     machines.rename(ctx, pos[0], pos[1])
     return 0
 
 
 def cmd_clone(ctx: Ctx, argv: list[str]) -> int:
-    from . import faults, machines
+    from . import machines
 
     _, pos = parse_flags("clone", argv)
     check_args(pos, 2, 2)
     machines.ensure_running_flag(ctx)
-    ctx.decision = faults.decide(ctx.home, "clone")
     return machines.clone(ctx, pos[0], pos[1])
 
 
 def cmd_export(ctx: Ctx, argv: list[str]) -> int:
     from pathlib import Path
 
-    from . import faults, machines
+    from . import machines
 
     _, pos = parse_flags("export", argv)
     check_args(pos, 2, 2)
     machines.require_host()
     machines.ensure_running_flag(ctx)
-    ctx.decision = faults.decide(ctx.home, "export")
     machines.export(ctx, pos[0], Path(os.path.abspath(pos[1])))
     return 0
 
@@ -611,30 +603,13 @@ def cmd_export(ctx: Ctx, argv: list[str]) -> int:
 def cmd_import(ctx: Ctx, argv: list[str]) -> int:
     from pathlib import Path
 
-    from . import faults, machines
+    from . import machines
 
     opts, pos = parse_flags("import", argv)
     check_args(pos, 1, 1)
     machines.ensure_running_flag(ctx)
-    ctx.decision = faults.decide(ctx.home, "import")
     machines.import_(ctx, Path(os.path.abspath(pos[0])), opts.get("name"))
     return 0
-
-
-def _inside_faults(ctx: Ctx, cmd: str) -> None:
-    from . import faults
-
-    faults.sleep_latency(cmd)
-    d = faults.decide(ctx.home, cmd)
-    ctx.decision = d
-    if d.kind == "hang":
-        from . import oplog
-        from .machines import _op_entry
-
-        oplog.append(ctx.home, _op_entry(ctx, None))
-        faults.hang_forever()
-    if d.kind == "fail":
-        raise SimError(faults.fail_message(cmd, d.detail or "busy", None))
 
 
 def _fault_env_set() -> bool:
@@ -655,7 +630,7 @@ def cmd_run(ctx: Ctx, argv: list[str]) -> int:
 
     try:
         if _fault_env_set():
-            _inside_faults(ctx, "run")
+            ctx.inject(opts.get("machine"))
         return run(
             ctx,
             opts.get("machine"),
@@ -688,7 +663,7 @@ def _copy_cmd(ctx: Ctx, argv: list[str], which: str) -> int:
 
     try:
         if _fault_env_set():
-            _inside_faults(ctx, which)
+            ctx.inject(opts.get("machine"))
         fn = runner.push if which == "push" else runner.pull
         return fn(ctx, opts.get("machine"), pos)
     except runner.NoMachines:
@@ -1063,19 +1038,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 from . import oplog
 
-                oplog.append(ctx.home, _entry(ctx, rc))
+                oplog.append(ctx.home, oplog.entry(ctx, rc))
             except Exception:
                 pass
     return rc
-
-
-def _entry(ctx: Ctx, rc: int) -> dict[str, Any]:
-    return {
-        "pid": os.getpid(),
-        "cmd": ctx.cmd,
-        "args": list(ctx.argv),
-        "machines": list(ctx.machines),
-        "rc": rc,
-        "fault": ctx.decision.label,
-        **({"error": ctx.error} if ctx.error else {}),
-    }

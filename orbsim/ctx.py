@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from .faults import Decision
@@ -23,25 +25,37 @@ class Ctx:
         self.prog = prog
         self.cmd = cmd
         self.argv = list(argv or [])
-        self.decision = Decision()
+        self.pid = os.getpid()  # the invocation's (a create server logs under its client's pid)
+        self.decision: Decision | None = None  # drawn once, by decide()
         self.machines: list[str] = []
         self.logged = False
         self.error: str | None = None  # a server error the client did not print (operation log)
+        #: set in a create/clone server: makes its client hang, returns once the client is gone
+        self.on_hang: Callable[[], None] | None = None
         self._injected = False
 
     def touch(self, name: str) -> None:
         if name not in self.machines:
             self.machines.append(name)
 
-    def inject(self, name: str | None) -> None:
-        """Apply this invocation's latency and injected failure (once per invocation)."""
+    def decide(self) -> Decision:
+        """This invocation's fault decision (drawn on first use, ``faults.decide``)."""
+        if self.decision is None:
+            from . import faults
+
+            self.decision = faults.decide(self.home, self.cmd)
+        return self.decision
+
+    @property
+    def fault(self) -> str | None:
+        """The op log's ``fault``: what was drawn, if anything (None before any draw)."""
+        return self.decision.label if self.decision is not None else None
+
+    def inject(self, name: str | None, image: dict[str, str] | None = None) -> None:
+        """Apply this invocation's fault and latency (once per invocation): ``faults.apply``."""
         if self._injected:
             return
         self._injected = True
         from . import faults
-        from .errors import SimError
 
-        faults.sleep_latency(self.cmd)
-        d = self.decision
-        if d.kind == "fail":
-            raise SimError(faults.fail_message(self.cmd, d.detail or "busy", name))
+        faults.apply(self, name, image)

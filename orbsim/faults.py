@@ -19,13 +19,17 @@
     ``stoptimeout`` (stop 'N': timeout).  Default: create → network|ip, start/restart →
     ip|busy, everything else → busy.
 ``ORBSIM_HANG="create=0.05"``
-    probability that the invocation hangs forever (until killed).
+    probability that the invocation hangs forever (until killed), with nothing done.
 ``ORBSIM_DETACH="create=0.1"``
     create/clone only: the client hangs (``ORBSIM_DETACH_MODE=hang``, default) or exits 124
     (``exit124``) while a detached process finishes the operation after the latency.
 ``ORBSIM_PERMANENT="create=image"``
-    the first invocation of the command fails permanently (``image``: image not found;
-    ``notfound``: machine not found).
+    the first invocation of the command fails permanently (``image``: image not found, create
+    only; ``notfound``: machine not found, every other command).
+
+Which command draws which kind is the table :data:`COMMAND_FAULTS`; every kind drawn is applied
+by :func:`apply` (through ``Ctx.inject``), the one place that acts on a :class:`Decision`.
+docs/simulator.md "Fault injection" says how to add a kind.
 ``ORBSIM_SEED`` (default ``0``): the decision for the n-th faulted invocation of a command is
     drawn from ``random.Random(f"{seed}:{cmd}:{n}")``; n is a per-command counter kept in
     ``$ORBSIM_HOME/faults.json`` (incremented under ``faults.lock``) and only advanced for
@@ -39,7 +43,16 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["BEHAVIOUR_VARS", "Decision", "decide", "fail_message", "latency", "sleep_latency"]
+__all__ = [
+    "BEHAVIOUR_VARS",
+    "COMMAND_FAULTS",
+    "Decision",
+    "apply",
+    "decide",
+    "fail_message",
+    "latency",
+    "sleep_latency",
+]
 
 #: Every environment variable that changes how orbsim behaves (latency, faults, the killed-create
 #: switch, the default user): the one list a caller clears to get orbsim's plain, OrbStack-like
@@ -60,13 +73,25 @@ BEHAVIOUR_VARS = (
 )
 
 
+TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
+if TYPE_CHECKING:
+    from typing import Literal, NoReturn, TypeAlias
+
+    from .ctx import Ctx
+
+    #: What fault injection can do to one invocation (the vocabulary of :data:`COMMAND_FAULTS`).
+    FaultKind: TypeAlias = Literal["hang", "detach", "fail", "permanent"]
+
+
 class Decision:
     """What fault injection decided for this invocation."""
 
     __slots__ = ("detail", "kind", "n")
 
-    def __init__(self, kind: str | None = None, detail: str | None = None, n: int = -1) -> None:
-        self.kind = kind  # None | "hang" | "detach" | "fail" | "permanent"
+    def __init__(
+        self, kind: FaultKind | None = None, detail: str | None = None, n: int = -1
+    ) -> None:
+        self.kind = kind
         self.detail = detail  # failure kind ("network", "ip", ...) or permanent kind
         self.n = n
 
@@ -75,6 +100,49 @@ class Decision:
         if self.kind is None:
             return None
         return f"{self.kind}:{self.detail}" if self.detail else self.kind
+
+
+class Hung(BaseException):
+    """Raised in a create/clone server whose invocation hung, once its client is gone: the
+    half-made machine is discarded and the server exits without another log line."""
+
+
+_LIFECYCLE: tuple[FaultKind, ...] = ("hang", "fail", "permanent")
+_DETACHABLE: tuple[FaultKind, ...] = ("hang", "detach", "fail", "permanent")
+#: command -> the fault kinds :func:`decide` draws for it; :func:`apply` applies each of them
+#: (tests/orbsim/test_sim_fault_matrix.py checks every pair).  A command missing here never
+#: draws a fault (list, info, status, ...).  To add a kind: add it to ``FaultKind``, to the
+#: commands that draw it here, draw it in :func:`decide` and apply it in :func:`apply`.
+COMMAND_FAULTS: dict[str, tuple[FaultKind, ...]] = {
+    "create": _DETACHABLE,
+    "clone": _DETACHABLE,
+    "start": _LIFECYCLE,
+    "stop": _LIFECYCLE,
+    "restart": _LIFECYCLE,
+    "delete": _LIFECYCLE,
+    "rename": _LIFECYCLE,
+    "export": _LIFECYCLE,
+    "import": _LIFECYCLE,
+    "run": _LIFECYCLE,
+    "push": _LIFECYCLE,
+    "pull": _LIFECYCLE,
+}
+#: ``ORBSIM_PERMANENT`` kinds: the command(s) each applies to (None: every command but those
+#: named elsewhere) and its text (``{name}``: the machine, ``{image}``: the image spec).
+PERMANENT_TEXT: dict[str, str] = {
+    "image": "make rootfs: image not found: {image}",
+    "notfound": "machine not found: '{name}'",
+}
+
+
+def permanent_kind(cmd: str, detail: str) -> str | None:
+    """The permanent kind ``cmd`` really fails with for ``ORBSIM_PERMANENT=cmd=detail``, or None
+    when that pair is not drawn (``image`` is a create's failure; every other command that
+    draws faults fails with ``notfound``)."""
+    detail = detail.strip().lower()
+    if cmd == "create":
+        return "image" if detail in ("", "image") else None
+    return "notfound" if detail == "notfound" and cmd in COMMAND_FAULTS else None
 
 
 INSIDE = ("run", "push", "pull")
@@ -90,7 +158,7 @@ REALISTIC_LATENCY: dict[str, float] = {
     "run": 0.03,
 }
 PRESETS: dict[str, dict[str, float]] = {"realistic": REALISTIC_LATENCY}
-DETACHABLE = ("create", "clone")
+DETACHABLE = tuple(c for c, kinds in COMMAND_FAULTS.items() if "detach" in kinds)
 KINDS = (
     "network",
     "ip",
@@ -207,14 +275,18 @@ def _bump(home: Path, key: str, only_if_zero: bool = False) -> int:
 
 
 def decide(home: Path, cmd: str) -> Decision:
-    if _off():
+    """This invocation's fault (``Decision()`` for none): only kinds ``COMMAND_FAULTS`` lists
+    for ``cmd`` are drawn."""
+    allowed = COMMAND_FAULTS.get(cmd, ())
+    if _off() or not allowed:
         return Decision()
-    perm = parse_map(os.environ.get("ORBSIM_PERMANENT", "")).get(cmd)
+    raw = parse_map(os.environ.get("ORBSIM_PERMANENT", "")).get(cmd)
+    perm = permanent_kind(cmd, raw) if raw is not None and "permanent" in allowed else None
     if perm and _bump(home, f"permanent:{cmd}", only_if_zero=True) == 0:
         return Decision("permanent", perm)
-    p_hang = _prob("ORBSIM_HANG", cmd)
-    p_detach = _prob("ORBSIM_DETACH", cmd) if cmd in DETACHABLE else 0.0
-    p_fail = _prob("ORBSIM_FAIL", cmd)
+    p_hang = _prob("ORBSIM_HANG", cmd) if "hang" in allowed else 0.0
+    p_detach = _prob("ORBSIM_DETACH", cmd) if "detach" in allowed else 0.0
+    p_fail = _prob("ORBSIM_FAIL", cmd) if "fail" in allowed else 0.0
     if p_hang <= 0 and p_detach <= 0 and p_fail <= 0:
         return Decision()
     import random
@@ -230,6 +302,47 @@ def decide(home: Path, cmd: str) -> Decision:
     if r_fail < p_fail:
         return Decision("fail", rng.choice(kinds_for(cmd)), n)
     return Decision(None, None, n)
+
+
+def apply(ctx: Ctx, name: str | None, image: dict[str, str] | None = None) -> None:
+    """Apply this invocation's fault and latency: the one place a :class:`Decision` acts.
+
+    Called once per invocation (``Ctx.inject``) where the command starts its real work, after
+    its reservation is taken (so a killed hang settles like any killed call).  ``hang``: the
+    op log gets the line (``rc`` null: it never exits) and the invocation hangs until killed,
+    having done nothing; in a create/clone server (``ctx.on_hang`` set) the client hangs and the
+    server discards the machine once the client is gone.  ``permanent``: the error text at
+    once.  Then the latency; ``fail``: the transient text.  ``detach`` is a create/clone's
+    client behaviour (:func:`client_mode`, in ``server.serve``): here it is latency only.
+    """
+    d = ctx.decide()
+    if d.kind == "hang":
+        from . import oplog
+
+        oplog.append(ctx.home, oplog.entry(ctx, None))
+        ctx.logged = True
+        if ctx.on_hang is not None:
+            ctx.on_hang()  # returns once the client is gone
+            raise Hung()
+        hang_forever()
+    from .errors import SimError
+
+    if d.kind == "permanent":
+        spec = ""
+        if image is not None:
+            spec = "{" + " ".join(image.get(k, "") for k in ("distro", "version", "arch")) + " "
+            spec += image.get("variant", "default") + "}"
+        text = PERMANENT_TEXT[d.detail or "notfound"].format(name=name or "", image=spec)
+        raise SimError(text)
+    sleep_latency(ctx.cmd)
+    if d.kind == "fail":
+        raise SimError(fail_message(ctx.cmd, d.detail or "busy", name))
+
+
+def client_mode(d: Decision) -> str:
+    """How a create/clone client behaves: ``wait`` for its server's answer, or (``detach``)
+    ``hang`` / ``exit124`` while the server finishes in the background."""
+    return detach_mode() if d.kind == "detach" else "wait"
 
 
 CDN = "https://cdn-images.orbstack.dev"
@@ -269,7 +382,7 @@ def detach_mode() -> str:
     return "exit124" if mode in ("exit124", "124", "exit") else "hang"
 
 
-def hang_forever() -> None:
+def hang_forever() -> NoReturn:
     import signal
     import time
 

@@ -620,13 +620,9 @@ def create(
     if not valid_name(name):
         raise SimError(f"{pre}invalid machine name '{name}'")
     require_host()
-    d = ctx.decision
     with S.transaction(ctx.home) as t:
         if S.find(t.st, name) is not None:
             raise SimError(f"{pre}machine already exists: '{name}'")
-        if d.kind == "permanent" and d.detail != "notfound":
-            spec = f"{{{image['distro']} {image['version']} {image['arch']} {image['variant']}}}"
-            raise SimError(f"{pre}make rootfs: image not found: {spec}")
         mid = S.new_id()
         rec: S.Record = {
             "id": mid,
@@ -646,25 +642,9 @@ def create(
         t.st["machines"][mid] = rec
     S.machine_dir(ctx.home, mid).mkdir(parents=True, exist_ok=True)
     _note(ctx.home, mid, f"create {name} ({image['distro']}:{image['version']}) requested")
-    if d.kind == "hang":
-        from . import oplog
-
-        oplog.append(ctx.home, _op_entry(ctx, None))
-        faults.hang_forever()
     from .server import serve  # goes on if the client is killed, as OrbStack does
 
     return serve(ctx, mid, lambda: _create_work(ctx, mid, user, user_data, password), prefix=pre)
-
-
-def _op_entry(ctx: Ctx, rc: int | None) -> dict[str, Any]:
-    return {
-        "pid": os.getpid(),
-        "cmd": ctx.cmd,
-        "args": list(ctx.argv),
-        "machines": list(ctx.machines),
-        "rc": rc,
-        "fault": ctx.decision.label,
-    }
 
 
 def _create_work(ctx: Ctx, mid: str, user: str, user_data: Any, password: str | None) -> None:
@@ -672,8 +652,7 @@ def _create_work(ctx: Ctx, mid: str, user: str, user_data: Any, password: str | 
     try:
         with S.transaction(ctx.home) as t:
             rec = t.st["machines"][mid]
-            name = rec["name"]
-        ctx.inject(name)
+        ctx.inject(rec["name"], rec["image"])
         from . import images
 
         src = images.resolve(ctx, S.read(ctx.home), rec["image"])
@@ -793,6 +772,11 @@ def _delete_one(ctx: Ctx, mid: str, all_: bool) -> None:
 def rename(ctx: Ctx, old: str, new: str) -> None:
     import subprocess
 
+    found = S.find(S.read(ctx.home), old)
+    if found is None:
+        raise _not_found(old)
+    ctx.touch(found["name"])
+    ctx.inject(found["name"])  # a hang holds no lock: the rename has not begun
     with S.transaction(ctx.home) as t:
         rec = S.find(t.st, old)
         if rec is None:
@@ -810,7 +794,6 @@ def rename(ctx: Ctx, old: str, new: str) -> None:
         busy = rec.get("busy")
         if busy:
             raise SimError(f"cannot rename: operations are in progress: {busy['op']}")
-        ctx.inject(rec["name"])
         rec["name"] = new
         holder = rec.get("holder") if rec["state"] == "running" else None
     if holder and S.alive(holder):
@@ -875,7 +858,7 @@ def clone(ctx: Ctx, old: str, new: str) -> int:
             if src.get(k):
                 rec[k] = src[k]
         t.st["machines"][mid] = rec
-        src_id = src["id"]
+        src_id, src_name = src["id"], src["name"]
     S.machine_dir(ctx.home, mid).mkdir(parents=True, exist_ok=True)
     _note(ctx.home, mid, f"clone of {old} requested")
 
@@ -885,7 +868,7 @@ def clone(ctx: Ctx, old: str, new: str) -> int:
                 s = t.st["machines"].get(src_id)
                 if s is not None and s.get("busy"):
                     s["busy"] = {"op": "clone", **S.me()}
-            ctx.inject(new)
+            ctx.inject(src_name)
             mdir = S.machine_dir(ctx.home, mid)
             src_upper = S.machine_dir(ctx.home, src_id) / "upper"
             if src_upper.exists():
@@ -907,12 +890,6 @@ def clone(ctx: Ctx, old: str, new: str) -> int:
             _abort(ctx, mid)
             raise
 
-    d = ctx.decision
-    if d.kind == "hang":
-        from . import oplog
-
-        oplog.append(ctx.home, _op_entry(ctx, None))
-        faults.hang_forever()
     from .server import serve  # goes on if the client is killed, as OrbStack does
 
     return serve(ctx, mid, work)

@@ -4,7 +4,10 @@ Each line is ``{"ts", "pid", "cmd", "args", "machines", "rc", "fault"}`` where `
 canonical command name (aliases are resolved: ``add`` -> ``create``, ``exec`` -> ``run`` …),
 ``machines`` the machine names the invocation acted on, ``rc`` the exit code (``null`` for an
 invocation that hung on purpose and never returned) and ``fault`` the injected fault, if any
-(``"fail:network"``, ``"hang"``, ``"detach"`` …).  A line is written with one ``write`` on an
+(``"fail:network"``, ``"hang"``, ``"detach"`` …), plus ``error`` (a server error the client did
+not print).  A detached create/clone's line is written by its server once the work is done, with
+``completed``; a create whose client was killed gets its server's line (``server``,
+``completed``).  Every line is built by :func:`entry`.  A line is written with one ``write`` on an
 ``O_APPEND`` descriptor, so concurrent writers never interleave.  An invocation killed from
 outside (SIGKILL) writes no line.
 
@@ -21,6 +24,8 @@ from pathlib import Path
 TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
 if TYPE_CHECKING:
     from typing import Any
+
+    from .ctx import Ctx
 
 
 def append(home: str | os.PathLike[str], entry: dict[str, Any]) -> None:
@@ -74,3 +79,16 @@ def count(
             continue
         n += 1
     return n
+
+
+def entry(ctx: Ctx, rc: int | None) -> dict[str, Any]:
+    """The one builder of an invocation's line (``ts`` is added by :func:`append`)."""
+    return {
+        "pid": ctx.pid,
+        "cmd": ctx.cmd,
+        "args": list(ctx.argv),
+        "machines": list(ctx.machines),
+        "rc": rc,
+        "fault": ctx.fault,
+        **({"error": ctx.error} if ctx.error else {}),
+    }

@@ -10,7 +10,9 @@ the client (SIGKILL, SIGTERM, SIGINT, or its whole process group) leaves the ser
 ``ORBSIM_KILLED_CREATE=discard`` restores the old simulator behaviour (the work runs in the
 client process, so a killed client's half-made machine is discarded); only tests that need a
 killed create to vanish set it.  The ``detach`` fault (``ORBSIM_DETACH``) uses the same server,
-with a client that hangs or exits 124 instead of waiting.
+with a client that hangs or exits 124 instead of waiting.  A ``hang`` fault is drawn where the
+work starts (``Ctx.inject``, in the server): the server tells its client to hang, waits until
+the client is gone and discards the half-made machine (a hung create makes nothing).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .ctx import Ctx
 from .errors import HostUnsupported, SimError
 
 ENV_KILLED_CREATE = "ORBSIM_KILLED_CREATE"
+HANG = b"H"  # server -> client: this invocation hangs (a ``hang`` fault drawn in the server)
 
 
 def killed_create_mode() -> str:
@@ -41,22 +44,19 @@ def serve(ctx: Ctx, mid: str, work: Callable[[], None], *, prefix: str = "") -> 
     ``prefix`` (``"create 'NAME': "``) is put before a server error that lacks it, as OrbStack
     wraps every create failure.
     """
-    d = ctx.decision
-    if d.kind == "detach":
-        client = faults.detach_mode()  # "hang" | "exit124"
-    elif killed_create_mode() == "discard":
+    client = faults.client_mode(ctx.decide())  # "wait" | "hang" | "exit124" (detach)
+    if client == "wait" and killed_create_mode() == "discard":
         try:
             work()
         except SimError as exc:
             raise SimError(_prefixed(exc.msg, prefix)) from None
         return 0
-    else:
-        client = "wait"
     from . import oplog
 
-    entry = _entry(ctx)
+    entry = oplog.entry(ctx, None)
     if client != "wait":  # the fault's client is logged once, by the server, when it is done
         entry["rc"] = None if client == "hang" else 124
+    owner = S.me()  # the client
     r, w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -64,6 +64,7 @@ def serve(ctx: Ctx, mid: str, work: Callable[[], None], *, prefix: str = "") -> 
     if pid == 0:  # the server: finishes the machine whatever happens to the client
         os.close(r)
         _detach_stdio(ctx, mid)
+        ctx.on_hang = lambda: _hang_client(w, owner)
         code = 0
         result: dict[str, str] = {}
         try:
@@ -73,6 +74,8 @@ def serve(ctx: Ctx, mid: str, work: Callable[[], None], *, prefix: str = "") -> 
                     rec["owner"] = S.me()
             os.write(w, b"R")
             work()
+        except faults.Hung:  # logged when it hung; the machine is discarded (work's cleanup)
+            os._exit(1)
         except SimError as exc:
             result, code = {"error": _prefixed(exc.msg, prefix)}, 1
         except HostUnsupported as exc:
@@ -109,11 +112,14 @@ def _client(ctx: Ctx, r: int, pid: int, client: str) -> int:
         if client == "exit124":
             return 124
         faults.hang_forever()
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = os.read(r, 65536)
         if not chunk:
             break
+        if not chunks and chunk.startswith(HANG):  # the server's fault: this client hangs
+            ctx.logged = True  # the server logged the invocation (rc null)
+            faults.hang_forever()
         chunks.append(chunk)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
@@ -136,15 +142,14 @@ def _prefixed(msg: str, prefix: str) -> str:
     return msg if not prefix or msg.startswith(prefix) else prefix + msg
 
 
-def _entry(ctx: Ctx) -> dict[str, object]:
-    return {
-        "pid": os.getpid(),
-        "cmd": ctx.cmd,
-        "args": list(ctx.argv),
-        "machines": list(ctx.machines),
-        "rc": None,
-        "fault": ctx.decision.label,
-    }
+def _hang_client(w: int, owner: dict[str, object]) -> None:
+    """A hang drawn in the server: tell the client to hang, then wait until it is gone."""
+    from .procs import wait_exit
+
+    with contextlib.suppress(OSError):
+        os.write(w, HANG)
+    while not wait_exit(owner, 3600):
+        pass
 
 
 def _detach_stdio(ctx: Ctx, mid: str) -> None:
