@@ -33,11 +33,24 @@ from pytest_orbstack.report import (
 )
 from pytest_orbstack.spec import MachineSpec, build_spec, kwargs_text, marker_signature
 from pytest_orbstack.state import OrbState, run_context, will_run
+from pytest_orbstack.topology import (
+    OrbInventory,
+    TopologySpec,
+    demand_units,
+    inventory_of,
+    make_topology,
+)
 
 log = logging.getLogger("pytest_orbstack")
 
 FACTORY_FIXTURES = frozenset({"orb_vm_factory", "orb_vm_factory_module", "orb_vm_factory_session"})
-MACHINE_FIXTURES = FACTORY_FIXTURES | {"orb_vm", "orbctl", "orb_host", "orb_deploy"}
+MACHINE_FIXTURES = FACTORY_FIXTURES | {
+    "orb_vm",
+    "orbctl",
+    "orb_host",
+    "orb_deploy",
+    "orb_inventory",
+}
 MARKER_DOC = (
     f"{marker_signature()}: the OrbStack machine `orb_vm` gives this test (pytest-orbstack)"
 )
@@ -110,7 +123,7 @@ def pytest_collection_modifyitems(
         if not _uses_machines(item) and item.get_closest_marker("orbstack") is None:
             continue
         try:
-            state.spec_for(item)
+            state.check_item(item, getattr(item, "fixturenames", ()))
         except ConfigError as exc:
             problems.append(str(exc))
     if problems:
@@ -131,9 +144,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if MACHINE_FIXTURES.isdisjoint(names) or not will_run(item):
             continue  # no machine for a test a skip (or xfail(run=False)) mark stops
         factories = factories or not FACTORY_FIXTURES.isdisjoint(names)
-        if "orb_vm" not in names:
-            continue
         try:
+            topology = state.topology_for(item) if "orb_inventory" in names else None
+            if topology is not None:
+                unit = demand_unit(topology.isolation, nodeid=item.nodeid, path=str(item.path))
+                for spec, machine_unit in demand_units(topology, unit):
+                    order.setdefault(spec)
+                    fresh.setdefault(spec, set()).add(machine_unit)
+                continue
+            if "orb_vm" not in names:
+                continue
             spec = state.spec_for(item)
         except ConfigError:
             return  # reported as a usage error by pytest_collection_modifyitems
@@ -178,9 +198,31 @@ class _Scope:
         self.state = state
         self.machines: dict[MachineSpec, Machine] = {}
         self.extra: list[Machine] = []
+        self.topologies: dict[TopologySpec, OrbInventory | OrbstackError] = {}
 
     def fresh(self, spec: MachineSpec, kind: str, label: str) -> Machine:
         return self.state.supply().take(spec, kind, label)
+
+    def topology(self, topology: TopologySpec, where: str) -> OrbInventory:
+        """This scope's inventory of ``topology``: made (and deployed) once; a failure is
+        kept, so every test of the scope reports it instead of making it again."""
+        made = self.topologies.get(topology)
+        if made is None:
+            kind = "function" if topology.isolation == "function" else "module"
+
+            def take(spec: MachineSpec) -> Machine:
+                machine = self.fresh(spec, kind, "inv")
+                self.extra.append(machine)
+                return machine
+
+            try:
+                made = make_topology(topology, take, where=where)
+            except OrbstackError as exc:
+                made = exc
+            self.topologies[topology] = made
+        if isinstance(made, OrbstackError):
+            raise made
+        return made
 
     def release_all(self) -> None:
         errors: list[str] = []
@@ -320,10 +362,37 @@ def orb_vm_factory_session(
 
 
 @pytest.fixture
-def orb_deploy(orb_vm: Machine) -> Callable[..., Any]:
+def orb_inventory(
+    request: pytest.FixtureRequest,
+    _orb_state: OrbState,
+    _orb_module_scope: _Scope,
+    _orb_function_scope: _Scope,
+    _orb_session_scope: _Scope,
+) -> OrbInventory:
+    """The machines of this test's ``@pytest.mark.orbstack(inventory={...})``, in their groups,
+    deployed once as one pyinfra inventory: ``orb_inventory["web"]``, iteration over all,
+    ``.deploy(target, **data)``, ``.assert_idempotent(...)``, ``.write_inventory(path)``."""
+    topology = _orb_state.topology_for(request.node)
+    assert topology is not None  # checked at collection
+    scopes = {"function": _orb_function_scope, "module": _orb_module_scope}
+    scope = scopes.get(topology.isolation, _orb_session_scope)
+    started = time.monotonic()
+    try:
+        inventory = scope.topology(topology, request.node.nodeid)
+    except OrbstackError as exc:
+        pytest.fail(f"pytest-orbstack: no {topology.describe()}: {exc}", pytrace=False)
+    for machine in inventory:
+        _served(_orb_state, request.node, machine, time.monotonic() - started)
+    _orb_state.recorder.topology(request.node.nodeid, inventory.names())
+    return inventory
+
+
+@pytest.fixture
+def orb_deploy(request: pytest.FixtureRequest) -> Callable[..., Any]:
     """``orb_deploy(target, *machines, sudo=False, config=None, **data)``: run a pyinfra deploy
     on several machines at once (default: this test's ``orb_vm``); returns
-    ``{name: DeployResult}``."""
+    ``{name: DeployResult}``.  ``orb_deploy(target, inventory={"web": [m1, m2]},
+    group_data={...}, **data)``: one pyinfra run over those groups (see ``orb_inventory``)."""
     from pytest_orbstack.deploy.runner import run_deploy
     from pytest_orbstack.deploy.targets import check_target
 
@@ -332,10 +401,18 @@ def orb_deploy(orb_vm: Machine) -> Callable[..., Any]:
         *machines: Machine,
         sudo: bool = False,
         config: dict[str, Any] | None = None,
+        inventory: dict[str, list[Machine]] | None = None,
+        group_data: dict[str, dict[str, Any]] | None = None,
         **data: Any,
     ) -> Any:
         check_target(target, "orb_deploy")
-        return run_deploy(list(machines) or [orb_vm], target, data=data, config=config, sudo=sudo)
+        if inventory is not None or group_data is not None:
+            if machines or inventory is None:
+                raise ConfigError("orb_deploy: give inventory= (groups of machines) or machines")
+            hosts = inventory_of(inventory, group_data, where=request.node.nodeid)
+            return hosts.deploy(target, sudo=sudo, config=config, **data)
+        chosen = list(machines) or [request.getfixturevalue("orb_vm")]
+        return run_deploy(chosen, target, data=data, config=config, sudo=sudo)
 
     return deploy
 

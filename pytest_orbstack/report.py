@@ -58,6 +58,8 @@ class TestStats:
     #: those waited for: a template being provisioned, a clone source, a create slot).
     waited: float = 0.0
     deploys: list[DeployStats] = field(default_factory=list)
+    #: The test's topology (``orb_inventory``): group -> machine names.
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def deploy_seconds(self) -> float:
@@ -123,6 +125,10 @@ class Recorder:
         test = self.tests.setdefault(nodeid, TestStats(nodeid))
         test.machines.append(name)
         test.waited += waited
+
+    def topology(self, nodeid: str, groups: dict[str, list[str]]) -> None:
+        """A test was given machines in groups (``orb_inventory``)."""
+        self.tests.setdefault(nodeid, TestStats(nodeid)).groups = dict(groups)
 
     def deployed(self, nodeid: str, deploy: DeployStats) -> None:
         """A test ran a deploy (its time is the test's, not a machine's lifecycle)."""
@@ -216,6 +222,7 @@ def summary_lines(rec: Recorder, *, verbose: bool = False) -> list[str]:
     for m in rec.machines.values():
         if m.actual_image:
             lines.append(f"{m.name} is not the image asked for: {m.image} -> {m.actual_image}")
+    lines.extend(topology_lines(rec))
     if rec.time_to_first_test is not None:
         lines.append(f"time to first test: {rec.time_to_first_test:.1f}s")
     kept = [m for m in rec.machines.values() if m.outcome == "kept"]
@@ -227,6 +234,16 @@ def summary_lines(rec: Recorder, *, verbose: bool = False) -> list[str]:
         for t in busiest[:20]:
             lines.append(f"  {t.waited:7.2f}  {t.deploy_seconds:7.2f}  {t.nodeid}")
     return lines
+
+
+def topology_lines(rec: Recorder) -> list[str]:
+    """One line per topology: its groups' machines and how many tests it served."""
+    served: dict[str, list[str]] = {}
+    for t in rec.tests.values():
+        if t.groups:
+            text = " ".join(f"{g}=[{', '.join(ms)}]" for g, ms in t.groups.items())
+            served.setdefault(text, []).append(t.nodeid)
+    return [f"inventory {text}: {len(tests)} test(s)" for text, tests in served.items()]
 
 
 def write_json(path: Path, rec: Recorder, extra: dict[str, Any] | None = None) -> None:

@@ -32,6 +32,8 @@ MARKER_ARGS: dict[str, str] = {
     "deploy_data": "None",
     "deploy_config": "None",
     "name": "None",
+    "inventory": "None",
+    "group_data": "None",
 }
 MARKER_KEYS = tuple(MARKER_ARGS)
 #: CLI distro tokens OrbStack accepts (docs/orbctl-contract.md §5).
@@ -190,6 +192,11 @@ def build_spec(
     if unknown:
         raise ConfigError(
             f"{where}: unknown argument(s) {', '.join(unknown)}; accepted: {', '.join(MARKER_KEYS)}"
+        )
+    if "inventory" in values or "group_data" in values:
+        raise ConfigError(
+            f"{where}: inventory=/group_data= describe a topology, which the orb_inventory "
+            f"fixture gives (not orb_vm or a factory); use orb_inventory, or drop them"
         )
     image = values.get("image") or default_image
     isolation = values.get("isolation", "session")

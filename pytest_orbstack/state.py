@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,12 @@ from pytest_orbstack.retry import RetryPolicy
 from pytest_orbstack.settings import RunContext, Settings
 from pytest_orbstack.spec import MachineSpec, build_spec, kwargs_text, new_run_id
 from pytest_orbstack.supply import SharedPool, Supply
+from pytest_orbstack.topology import TopologySpec, build_topology
 
 log = logging.getLogger("pytest_orbstack")
 
 item_spec_key = pytest.StashKey[MachineSpec]()
+item_topology_key = pytest.StashKey[TopologySpec | None]()
 
 
 def will_run(item: pytest.Item) -> bool:
@@ -133,6 +136,30 @@ class OrbState:
             spec = item.stash[item_spec_key] = marker_spec(item, self.settings)
         return spec
 
+    def topology_for(self, item: pytest.Item) -> TopologySpec | None:
+        """The topology of ``item``'s marker (``inventory=``), or ``None``."""
+        if item_topology_key not in item.stash:
+            item.stash[item_topology_key] = marker_topology(item, self.settings)
+        return item.stash[item_topology_key]
+
+    def check_item(self, item: pytest.Item, fixtures: Collection[str]) -> None:
+        """Collection: the item's marker fits the fixtures it uses (:class:`ConfigError`)."""
+        topology = self.topology_for(item)
+        if topology is None:
+            if "orb_inventory" in fixtures:
+                raise ConfigError(
+                    f"{item.nodeid}: orb_inventory needs a topology: add "
+                    f"@pytest.mark.orbstack(inventory={{'web': 2}}, deploy=...)"
+                )
+            self.spec_for(item)
+            return
+        single = sorted({"orb_vm", "orb_host"} & set(fixtures))
+        if single:
+            raise ConfigError(
+                f"{item.nodeid}: uses {', '.join(single)} but its marker has inventory=: the "
+                f"machines are orb_inventory's (orb_inventory['web'][0], ...)"
+            )
+
     def deployed_in_test(self, result: DeployResult) -> None:
         """A deploy ran on a machine a test was given: its time is the running test's."""
         if self.current_test is None:
@@ -212,8 +239,8 @@ def run_context(config: pytest.Config) -> RunContext:
     )
 
 
-def marker_spec(item: pytest.Item, settings: Settings) -> MachineSpec:
-    """The spec of ``item``'s ``orbstack`` markers (closest wins, key by key)."""
+def marker_values(item: pytest.Item) -> dict[str, Any]:
+    """The arguments of ``item``'s ``orbstack`` markers (closest wins, key by key)."""
     values: dict[str, Any] = {}
     for mark in reversed(list(item.iter_markers("orbstack"))):
         if mark.args:
@@ -222,8 +249,25 @@ def marker_spec(item: pytest.Item, settings: Settings) -> MachineSpec:
                 f"(got positional {mark.args!r}); write image={mark.args[0]!r}"
             )
         values.update(mark.kwargs)
+    return values
+
+
+def marker_spec(item: pytest.Item, settings: Settings) -> MachineSpec:
+    """The spec of ``item``'s ``orbstack`` markers (closest wins, key by key)."""
+    values = marker_values(item)
     where = f"{item.nodeid}: @pytest.mark.orbstack({kwargs_text(values)})"
     return build_spec(
+        values, where=where, base_dir=item.path.parent, default_image=settings.default_image
+    )
+
+
+def marker_topology(item: pytest.Item, settings: Settings) -> TopologySpec | None:
+    """The topology of ``item``'s markers, or ``None`` without ``inventory=``."""
+    values = marker_values(item)
+    if "inventory" not in values:
+        return None
+    where = f"{item.nodeid}: @pytest.mark.orbstack({kwargs_text(values)})"
+    return build_topology(
         values, where=where, base_dir=item.path.parent, default_image=settings.default_image
     )
 

@@ -9,8 +9,9 @@ import pyinfra_cli  # type: ignore[import-untyped]  # noqa: F401, I001 - gevent 
 
 import sys
 
+from pyinfra_cli.inventory import make_inventory  # type: ignore[import-untyped]
 from pyinfra_cli.util import exec_file  # type: ignore[import-untyped]
 
 from pytest_orbstack.deploy.pyinfra_driver import main
 
-sys.exit(main(exec_file))
+sys.exit(main(exec_file, make_inventory=make_inventory))

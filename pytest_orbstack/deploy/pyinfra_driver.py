@@ -286,16 +286,18 @@ def execute(
     base_dir: str,
     deploy_file: str | None = None,
     config: Mapping[str, Any] | None = None,
+    inventory: Any | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Connect to ``hosts``, run ``load`` on each (it calls operations), run the operations.
+    """Connect to ``hosts`` (or the hosts of a pyinfra ``inventory`` made by the caller), run
+    ``load`` on each (it calls operations), run the operations.
 
     Returns host name -> ``{"error": str | None, "operations": [...]}`` (the JSON form of
     :class:`~pytest_orbstack.deploy.results.DeployResult`).
     """
     _ensure_connector_registered()
-    names_data = [(f"@orb/{h.name}", dict(h.data)) for h in hosts]
-    inventory = Inventory((names_data, {}))  # type: ignore[no-untyped-call]
-    pyinfra_config = Config(PARALLEL=len(hosts), **dict(config or {}))  # type: ignore[no-untyped-call]
+    if inventory is None:
+        inventory = api_inventory(hosts)
+    pyinfra_config = Config(PARALLEL=len(inventory), **dict(config or {}))  # type: ignore[no-untyped-call]
     state = State(check_for_changes=False)  # like `pyinfra -y`: no dry pass
     state.init(inventory, pyinfra_config)
     state.cwd = base_dir
@@ -362,6 +364,23 @@ def execute(
     return results
 
 
+def api_inventory(
+    hosts: Sequence[HostSpec],
+    groups: Mapping[str, tuple[list[str], Mapping[str, Any]]] | None = None,
+    override_data: Mapping[str, Any] | None = None,
+) -> Any:
+    """A pyinfra ``Inventory`` of ``@orb/NAME`` hosts (API mode), in ``groups`` (group ->
+    (machine names, group data)) with ``override_data`` over all."""
+    names_data = [(f"@orb/{h.name}", dict(h.data)) for h in hosts]
+    pyinfra_groups = {
+        group: ([f"@orb/{name}" for name in names], dict(data))
+        for group, (names, data) in (groups or {}).items()
+    }
+    return Inventory(  # type: ignore[no-untyped-call]
+        (names_data, {}), override_data=dict(override_data or {}), **pyinfra_groups
+    )
+
+
 # -- in the test process: callables ----------------------------------------------------------
 
 
@@ -371,11 +390,15 @@ def run_callable(
     *,
     base_dir: str,
     config: Mapping[str, Any] | None = None,
+    groups: Mapping[str, tuple[list[str], Mapping[str, Any]]] | None = None,
+    override_data: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run a callable deploy in this process (pyinfra API mode, one at a time)."""
+    """Run a callable deploy in this process (pyinfra API mode, one at a time); with
+    ``groups``, the hosts are in them (see :func:`api_inventory`)."""
     with _IN_PROCESS_LOCK:
         _reset_pyinfra_caches()
-        return execute(hosts, func, base_dir=base_dir, config=config)
+        inventory = api_inventory(hosts, groups, override_data) if groups else None
+        return execute(hosts, func, base_dir=base_dir, config=config, inventory=inventory)
 
 
 # -- in a deploy process: files --------------------------------------------------------------
@@ -392,11 +415,41 @@ def _orbctl_client(settings: Mapping[str, Any]) -> Any:
     )
 
 
-def main(exec_file: Callable[[str], object], argv: Sequence[str] | None = None) -> int:
+def _cli_inventory(
+    make_inventory: Callable[..., Any],
+    spec: Mapping[str, Any],
+    hosts: Sequence[HostSpec],
+    base_dir: str,
+) -> Any:
+    """The inventory file read by pyinfra_cli's own loader, as ``pyinfra inventory.py
+    deploy.py`` from the deploy's directory reads it (groups, the ``group_data/`` directories
+    next to the deploy and the inventory, ``--data`` overrides); each host then uses the
+    test process's orbctl client settings (timeouts included).  ``make_inventory`` is
+    ``pyinfra_cli.inventory.make_inventory``."""
+    # The CLI loads inventory and group data files with a State in context (exec_file
+    # records the file on it); the deploy's own State is made by execute().
+    with context.ctx_state.use(State()):
+        inventory = make_inventory(
+            spec["file"], override_data=dict(spec.get("override_data") or {}), cwd=base_dir
+        )
+    clients = {h.name: h.data["orb_client"] for h in hosts}
+    for host in inventory:
+        name = host.data.get("orb_name")
+        if name in clients:
+            host.data.orb_client = clients[name]
+    return inventory
+
+
+def main(
+    exec_file: Callable[[str], object],
+    argv: Sequence[str] | None = None,
+    make_inventory: Callable[..., Any] | None = None,
+) -> int:
     """Entry point of the deploy process: ``python -m pytest_orbstack.deploy REQUEST.json``.
 
-    ``exec_file`` is pyinfra_cli's own (``pyinfra_cli.util.exec_file``), handed over by
-    ``__main__`` - the only module that imports ``pyinfra_cli``.
+    ``exec_file`` is pyinfra_cli's own (``pyinfra_cli.util.exec_file``), and
+    ``make_inventory`` its inventory loader, handed over by ``__main__`` - the only module
+    that imports ``pyinfra_cli``.
 
     The request names the deploy file, the hosts (name, data, orbctl settings) and the pyinfra
     config; the results go, as JSON, to the request's ``result_path``.  Exit status 0 when the
@@ -418,6 +471,12 @@ def main(exec_file: Callable[[str], object], argv: Sequence[str] | None = None) 
         HostSpec(h["name"], {**h["data"], "orb_client": _orbctl_client(h["orbctl"])})
         for h in request["hosts"]
     ]
+    inventory = None
+    if "inventory" in request:
+        if make_inventory is None:
+            sys.stderr.write("an inventory deploy needs pyinfra_cli's make_inventory\n")
+            return 2
+        inventory = _cli_inventory(make_inventory, request["inventory"], hosts, base_dir)
     started = time.monotonic()
     results = execute(
         hosts,
@@ -425,6 +484,7 @@ def main(exec_file: Callable[[str], object], argv: Sequence[str] | None = None) 
         base_dir=base_dir,
         deploy_file=deploy_file,
         config=request.get("config"),
+        inventory=inventory,
     )
     payload = {"hosts": results, "duration": time.monotonic() - started}
     tmp = request["result_path"] + ".tmp"
@@ -434,4 +494,4 @@ def main(exec_file: Callable[[str], object], argv: Sequence[str] | None = None) 
     return 0
 
 
-__all__ = ["HostSpec", "execute", "known_config_keys", "main", "run_callable"]
+__all__ = ["HostSpec", "api_inventory", "execute", "known_config_keys", "main", "run_callable"]

@@ -33,9 +33,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from pytest_orbstack.deploy.inventory_file import check_group_name, write_inventory_file
 from pytest_orbstack.deploy.results import DeployError, DeployResult, IdempotenceError
 from pytest_orbstack.deploy.targets import (
     DeployTarget,
@@ -51,7 +53,7 @@ from pytest_orbstack.orbctl import CompletedCall, Orbctl
 log = logging.getLogger("pytest_orbstack")
 
 #: Host data the runner sets itself (a deploy may read them, not pass them).
-RESERVED_DATA = ("orb_name", "orb_client", "orb_orbctl", "orb_env")
+RESERVED_DATA = ("orb_name", "orb_fqdn", "orb_ip", "orb_client", "orb_orbctl", "orb_env")
 #: How often a waiting deploy checks whether its machines' client was aborted (Ctrl-C).
 _POLL_SECONDS = 0.2
 #: Lines of the deploy process's stderr quoted when it dies without results.
@@ -198,16 +200,20 @@ def _run_file(
     deploy_file: Path,
     data: Mapping[str, Any],
     config: Mapping[str, Any],
+    inventory: Inventory | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run a deploy file in a new deploy process; return its JSON results per machine."""
+    """Run a deploy file in a new deploy process; return its JSON results per machine.
+
+    With an ``inventory`` the process reads it as ``pyinfra inventory.py deploy.py`` would
+    (an inventory file written here, ``data`` as ``--data`` overrides)."""
     with tempfile.TemporaryDirectory(prefix="pytest-orbstack-deploy-") as tmp:
         workdir = Path(tmp)
-        request = {
+        request: dict[str, Any] = {
             "deploy_file": str(deploy_file),
             "hosts": [
                 {
                     "name": m.name,
-                    "data": {**data, "orb_name": m.name},
+                    "data": {**data, "orb_name": m.name} if inventory is None else {},
                     "orbctl": _orbctl_settings(m.client),
                 }
                 for m in machines
@@ -216,6 +222,11 @@ def _run_file(
             "sys_path": [p for p in sys.path if p],
             "result_path": str(workdir / "result.json"),
         }
+        if inventory is not None:
+            path = write_inventory_file(
+                workdir / "inventory.py", inventory.file_groups(machines), inventory.group_data
+            )
+            request["inventory"] = {"file": str(path), "override_data": dict(data)}
         request_path = workdir / "request.json"
         request_path.write_text(json.dumps(request), encoding="utf-8")
         stdout_path, stderr_path = workdir / "stdout", workdir / "stderr"
@@ -263,13 +274,29 @@ def _run_callable(
     func: Any,
     data: Mapping[str, Any],
     config: Mapping[str, Any],
+    inventory: Inventory | None = None,
 ) -> dict[str, dict[str, Any]]:
     from pytest_orbstack.deploy.pyinfra_driver import HostSpec, run_callable
 
+    if inventory is None:
+        hosts = [
+            HostSpec(m.name, {**data, "orb_name": m.name, "orb_client": m.client}) for m in machines
+        ]
+        return run_callable(hosts, func, base_dir=callable_dir(func), config=config)
     hosts = [
-        HostSpec(m.name, {**data, "orb_name": m.name, "orb_client": m.client}) for m in machines
+        HostSpec(m.name, {**inventory.host_data(m.name), "orb_client": m.client}) for m in machines
     ]
-    return run_callable(hosts, func, base_dir=callable_dir(func), config=config)
+    return run_callable(
+        hosts,
+        func,
+        base_dir=callable_dir(func),
+        config=config,
+        groups={
+            g: (list(names), inventory.group_data.get(g, {}))
+            for g, names in inventory.groups.items()
+        },
+        override_data=data,
+    )
 
 
 def _record(machine: DeployMachine, description: str, result: DeployResult) -> None:
@@ -282,6 +309,74 @@ def _record(machine: DeployMachine, description: str, result: DeployResult) -> N
     machine.deployed(result)
 
 
+@dataclass(frozen=True)
+class Inventory:
+    """Groups of a multi-host deploy, as ``pyinfra inventory.py deploy.py`` sees them.
+
+    ``groups``: group -> machine names; ``group_data``: group -> data; ``hosts``: machine name
+    -> host data (``orb_name``, ``orb_fqdn``, ``orb_ip`` and the like, set by the caller).
+    Build it with :func:`make_inventory`, which validates it.
+    """
+
+    groups: Mapping[str, tuple[str, ...]]
+    group_data: Mapping[str, Mapping[str, Any]]
+    hosts: Mapping[str, Mapping[str, Any]]
+
+    def host_data(self, name: str) -> dict[str, Any]:
+        return {**self.hosts.get(name, {}), "orb_name": name}
+
+    def file_groups(
+        self, machines: Iterable[DeployMachine]
+    ) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        """Group -> ``[(name, host data incl. how to reach it)]`` for an inventory file."""
+        clients = {m.name: m.client for m in machines}
+        return {
+            group: [(n, {**self.host_data(n), **_connector_data(clients[n])}) for n in names]
+            for group, names in self.groups.items()
+        }
+
+
+def _connector_data(client: Orbctl) -> dict[str, Any]:
+    data: dict[str, Any] = {"orb_orbctl": client.executable}
+    if client.env:
+        data["orb_env"] = dict(client.env)
+    return data
+
+
+def make_inventory(
+    groups: Mapping[str, Iterable[str]],
+    *,
+    group_data: Mapping[str, Mapping[str, Any]] | None = None,
+    hosts: Mapping[str, Mapping[str, Any]] | None = None,
+    where: str = "",
+) -> Inventory:
+    """A validated :class:`Inventory` (:class:`ConfigError` naming ``where`` on bad input)."""
+    if not where:
+        requester = current_requester()
+        where = requester.label if requester is not None else "deploy"
+    if not isinstance(groups, Mapping) or not groups:
+        raise ConfigError(f"{where}: inventory must be a non-empty dict of group -> machines")
+    checked: dict[str, tuple[str, ...]] = {}
+    for group, names in groups.items():
+        check_group_name(group, where)
+        members = tuple(names)
+        if not members:
+            raise ConfigError(f"{where}: inventory group {group!r} has no machines")
+        checked[group] = members
+    data: dict[str, Mapping[str, Any]] = {}
+    for group, values in (group_data or {}).items():
+        if group not in checked:
+            raise ConfigError(
+                f"{where}: group_data for {group!r}, which is not a group of the inventory "
+                f"({', '.join(checked)})"
+            )
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{where}: group_data[{group!r}] must be a dict")
+        deploy_options(values, None, where=f"{where}: group_data[{group!r}]")
+        data[group] = dict(values)
+    return Inventory(checked, data, {k: dict(v) for k, v in (hosts or {}).items()})
+
+
 def run_deploy(
     machines: DeployMachine | Iterable[DeployMachine],
     target: DeployTarget,
@@ -289,6 +384,7 @@ def run_deploy(
     data: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
     sudo: bool = False,
+    inventory: Inventory | None = None,
 ) -> dict[str, DeployResult]:
     """Run ``target`` (deploy file or callable) on ``machines`` in parallel.
 
@@ -298,17 +394,24 @@ def run_deploy(
     ``{"SUDO": True}``); ``sudo=True`` is ``config={"SUDO": True}``.  Returns machine name ->
     :class:`DeployResult`.  Raises :class:`DeployError` (carrying every result) when an operation
     failed or raised, a machine could not be connected, or the deploy code raised.
+
+    With an ``inventory`` (:func:`make_inventory`) the machines are its hosts, in its groups,
+    in ONE pyinfra run as ``pyinfra inventory.py deploy.py`` runs it: group data, each host's
+    data, a ``group_data/`` directory next to a deploy file, and ``data`` as overrides (as
+    ``pyinfra --data``).
     """
     machine_list = _machine_list(machines)
     check_target(target, "run_deploy")
     host_data, pyinfra_config = deploy_options(data, config, sudo)
+    if inventory is not None:
+        _check_members(inventory, machine_list)
     description = describe_target(target)
     started = time.monotonic()
     if callable(target):
-        raw = _run_callable(machine_list, target, host_data, pyinfra_config)
+        raw = _run_callable(machine_list, target, host_data, pyinfra_config, inventory)
     else:
         deploy_file = resolve_deploy_file(target)
-        raw = _run_file(machine_list, deploy_file, host_data, pyinfra_config)
+        raw = _run_file(machine_list, deploy_file, host_data, pyinfra_config, inventory)
     duration = time.monotonic() - started
     results: dict[str, DeployResult] = {}
     for machine in machine_list:
@@ -320,6 +423,17 @@ def run_deploy(
     if any(not r.ok for r in results.values()):
         raise DeployError(results, description)
     return results
+
+
+def _check_members(inventory: Inventory, machines: list[DeployMachine]) -> None:
+    given = {m.name for m in machines}
+    grouped = {n for names in inventory.groups.values() for n in names}
+    if grouped != given:
+        missing = sorted(grouped - given) or sorted(given - grouped)
+        raise ValueError(
+            f"the inventory's groups and the machines differ: {', '.join(missing)} (every "
+            f"machine must be in a group, every grouped machine given)"
+        )
 
 
 def assert_idempotent(
@@ -345,7 +459,9 @@ __all__ = [
     "RESERVED_DATA",
     "DeployMachine",
     "DeployProcessError",
+    "Inventory",
     "assert_idempotent",
+    "make_inventory",
     "deploy_options",
     "run_deploy",
 ]

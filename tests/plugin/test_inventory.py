@@ -1,0 +1,249 @@
+"""Topologies (``inventory=`` in the marker, ``orb_inventory``), ``orb_deploy(inventory=...)``
+and inventory files for the ``pyinfra`` CLI, in pytest sessions against the simulator.
+
+One deploy (``site.py``) writes what it saw on each host to ``/tmp/facts``: the host's groups,
+its group data (from the marker and from ``group_data/*.py`` next to the deploy), its own host
+data and the ``web`` group's names and addresses read through ``inventory.get_group``; the inner
+tests compare that with the machines they were given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.plugin.conftest import OrbEnv
+
+SITE = """
+from io import StringIO
+from pyinfra import host, inventory
+from pyinfra.operations import files, server
+
+# host.groups also has "@orb" (the connector's group), the inventory file's name, and may
+# repeat a group (pyinfra's CLI inventory does the same with @connector/NAME hosts)
+own = sorted({g for g in host.groups if g not in ("all", "inventory") and g[0] != "@"})
+lines = [
+    "groups=" + ",".join(own),
+    "role=" + str(host.data.get("role")),
+    "color=" + str(host.data.get("color")),
+    "everyone=" + str(host.data.get("everyone")),
+    "extra=" + str(host.data.get("extra")),
+    "name=" + host.data.orb_name,
+    "fqdn=" + host.data.orb_fqdn,
+    "ip=" + str(host.data.orb_ip),
+    "web=" + " ".join(
+        f"{h.data.orb_fqdn}/{h.data.orb_ip}" for h in inventory.get_group("web", [])
+    ),
+]
+files.put(name="facts", src=StringIO("\\n".join(lines) + "\\n"), dest="/tmp/facts")
+if host.data.get("count_runs"):
+    server.shell(name="count", commands=["echo run >> /tmp/deploy-runs"])
+"""
+
+HELPERS = """
+import os, subprocess, sys
+from pathlib import Path
+
+def facts(machine):
+    out = machine.run(["cat", "/tmp/facts"], check=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+def runs(machine):
+    return machine.run(["cat", "/tmp/deploy-runs"]).stdout.count("run")
+
+def web_line(machines):
+    return " ".join(f"{m.hostname}/{m.ip}" for m in machines)
+"""
+
+TEST_MODULE = """
+import subprocess, sys
+from pathlib import Path
+
+import pytest
+from helpers import facts, runs, web_line
+
+pytestmark = pytest.mark.orbstack(
+    inventory={"lb": 1, "web": {"count": 2, "image": "debian:bookworm"}},
+    deploy="site.py",
+    group_data={"web": {"role": "backend"}, "lb": {"role": "balancer"}},
+    deploy_data={"extra": "x", "count_runs": True},
+    isolation="module",
+)
+SEEN = []
+
+def test_groups_group_data_and_other_hosts(orb_inventory):
+    (lb,) = orb_inventory["lb"]
+    web = orb_inventory["web"]
+    assert len(web) == 2 and len(orb_inventory) == 3 and "web" in orb_inventory
+    assert [m.name for m in orb_inventory] == [lb.name] + [m.name for m in web]
+    SEEN.append(sorted(m.name for m in orb_inventory))
+    got = facts(lb)
+    assert got["groups"] == "lb" and got["role"] == "balancer"
+    assert got["color"] == "None"  # group_data/web.py is the web group's only
+    assert got["everyone"] == "yes"  # group_data/all.py
+    assert got["extra"] == "x"
+    assert got["name"] == lb.name and got["fqdn"] == f"{lb.name}.orb.local" and got["ip"] == lb.ip
+    assert got["web"] == web_line(web)  # inventory.get_group("web") from the lb host
+    for machine in web:
+        got = facts(machine)
+        assert (got["groups"], got["role"], got["color"]) == ("web", "backend", "blue")
+        assert got["name"] == machine.name and got["ip"] == machine.ip
+    assert orb_inventory.host_data(lb)["orb_fqdn"] == lb.hostname
+
+def test_the_module_shares_one_topology_deployed_once(orb_inventory):
+    assert SEEN == [sorted(m.name for m in orb_inventory)]
+    assert [runs(m) for m in orb_inventory] == [1, 1, 1]
+
+def test_the_inventory_is_idempotent(orb_inventory):
+    results = orb_inventory.assert_idempotent("site.py", extra="x")
+    assert sorted(results) == SEEN[0]
+
+def test_a_real_inventory_file_for_the_pyinfra_cli(orb_inventory, tmp_path):
+    path = orb_inventory.write_inventory(tmp_path / "inventory.py")
+    pyinfra = str(Path(sys.executable).with_name("pyinfra"))
+    here = Path(__file__).parent  # pyinfra finds group_data/ in its working directory
+    proc = subprocess.run(
+        [pyinfra, str(path), "site.py", "-y", "--data", "extra=cli"],
+        cwd=here, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for machine in orb_inventory["web"]:
+        got = facts(machine)
+        assert (got["extra"], got["color"], got["role"]) == ("cli", "blue", "backend")
+    got = facts(orb_inventory["lb"][0])
+    assert got["web"] == web_line(orb_inventory["web"]) and got["everyone"] == "yes"
+"""
+
+TEST_FUNCTION = """
+import pytest
+from helpers import facts, runs
+
+SEEN = []
+
+@pytest.mark.orbstack(inventory={"web": 1}, deploy="site.py", isolation="function",
+                      deploy_data={"count_runs": True})
+@pytest.mark.parametrize("n", [1, 2])
+def test_a_topology_per_test(orb_inventory, n):
+    (machine,) = orb_inventory["web"]
+    SEEN.append(machine.name)
+    assert len(set(SEEN)) == n  # a fresh machine each time
+    assert runs(machine) == 1 and facts(machine)["groups"] == "web"
+
+def test_orb_deploy_with_an_inventory(orb_vm_factory, orb_deploy):
+    a, b = orb_vm_factory(), orb_vm_factory()
+    results = orb_deploy("site.py", inventory={"web": [a], "db": [b]},
+                         group_data={"db": {"role": "database"}}, extra="given")
+    assert sorted(results) == sorted([a.name, b.name])
+    got = facts(b)
+    assert (got["groups"], got["role"], got["extra"]) == ("db", "database", "given")
+    assert got["web"] == f"{a.hostname}/{a.ip}"
+    assert (facts(a)["groups"], facts(a)["color"]) == ("web", "blue")
+"""
+
+
+def _suite(root: Path) -> None:
+    root.mkdir()
+    (root / "site.py").write_text(SITE)
+    (root / "group_data").mkdir()
+    (root / "group_data" / "web.py").write_text('color = "blue"\n')
+    (root / "group_data" / "all.py").write_text('everyone = "yes"\n')
+    (root / "helpers.py").write_text(HELPERS)
+    (root / "conftest.py").write_text(
+        "import sys, os\nsys.path.insert(0, os.path.dirname(__file__))\n"
+    )
+
+
+def test_topologies_groups_data_isolation_and_cli(
+    pytester: pytest.Pytester, orb_env: OrbEnv
+) -> None:
+    suite = pytester.path / "suite"
+    _suite(suite)
+    (suite / "test_module.py").write_text(TEST_MODULE)
+    (suite / "test_function.py").write_text(TEST_FUNCTION)
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(
+        str(suite),
+        "-p",
+        "no:cacheprovider",
+        "--orbstack-required",
+        f"--orbstack-report={report}",
+        timeout=1500,
+    )
+    result.assert_outcomes(passed=7)
+    result.stdout.fnmatch_lines(["*inventory lb=[[]orbpt-*] web=[[]orbpt-*, orbpt-*]: 4 test(s)*"])
+    import json
+
+    tests = {t["nodeid"].rsplit("/", 1)[-1]: t for t in json.loads(report.read_text())["tests"]}
+    groups = tests["test_module.py::test_the_inventory_is_idempotent"]["groups"]
+    assert sorted(groups) == ["lb", "web"] and len(groups["web"]) == 2
+    assert orb_env.wait_until_empty() == []
+
+
+def test_a_module_topology_under_xdist(pytester: pytest.Pytester, orb_env: OrbEnv) -> None:
+    """Each worker that runs tests of the module gets its own topology, deployed once; the
+    names never collide and nothing is left behind."""
+    suite = pytester.path / "suite"
+    _suite(suite)
+    body = TEST_MODULE.split("SEEN = []")[0].replace(
+        '{"lb": 1, "web": {"count": 2, "image": "debian:bookworm"}}', '{"lb": 1, "web": 1}'
+    )
+    tests = "".join(
+        f"\ndef test_{i}(orb_inventory):\n"
+        f"    assert [runs(m) for m in orb_inventory] == [1, 1]\n"
+        f"    assert facts(orb_inventory['lb'][0])['web'] == web_line(orb_inventory['web'])\n"
+        for i in range(4)
+    )
+    (suite / "test_xdist.py").write_text(body + tests)
+    result = pytester.runpytest_subprocess(
+        str(suite), "-p", "no:cacheprovider", "--orbstack-required", "-n", "2", timeout=1500
+    )
+    result.assert_outcomes(passed=4)
+    assert orb_env.wait_until_empty() == []
+
+
+BAD = """
+import pytest
+
+@pytest.mark.orbstack(inventory={"web": 0})
+def test_zero(orb_inventory): pass
+
+@pytest.mark.orbstack(inventory={"web": {"count": 1, "cpus": 2}})
+def test_unknown_group_arg(orb_inventory): pass
+
+@pytest.mark.orbstack(inventory={"all": 1})
+def test_reserved(orb_inventory): pass
+
+@pytest.mark.orbstack(inventory={"web": 1}, name="fixed")
+def test_name(orb_inventory): pass
+
+@pytest.mark.orbstack(inventory={"web": 1}, deploy="site.py", group_data={"db": {"a": 1}})
+def test_unknown_group_data(orb_inventory): pass
+
+@pytest.mark.orbstack(inventory={"web": 1})
+def test_orb_vm_with_inventory(orb_vm): pass
+
+def test_no_topology(orb_inventory): pass
+"""
+
+
+def test_bad_topologies_are_usage_errors_naming_the_test(
+    pytester: pytest.Pytester, orb_env: OrbEnv
+) -> None:
+    (pytester.path / "site.py").write_text("")
+    pytester.makepyfile(test_bad=BAD)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*test_bad.py::test_zero: *group 'web': count 0 must be a whole number*",
+            "*test_bad.py::test_unknown_group_arg: *group 'web': unknown argument(s) cpus*",
+            "*test_bad.py::test_reserved: *group name 'all' is reserved by pyinfra*",
+            "*test_bad.py::test_name: *name cannot go with inventory=*",
+            "*test_bad.py::test_unknown_group_data: *group_data for 'db', which is not a group*",
+            "*test_bad.py::test_orb_vm_with_inventory: uses orb_vm but its marker has inventory=*",
+            "*test_bad.py::test_no_topology: orb_inventory needs a topology*",
+        ],
+        consecutive=False,
+    )
+    assert orb_env.count("create") == 0 and orb_env.count("clone") == 0
