@@ -6,6 +6,9 @@
   test body.  Teardown happens once, in the controller's (or single process's)
   ``pytest_sessionfinish``, after every worker is done.
 * A cap on concurrent creates across all workers: ``N`` slot lock files; a create holds one.
+* The run-wide record of missing-IP failures (:class:`MissingIpRecord`), from which
+  :func:`pytest_orbstack.policy.wedged` tells a wedged OrbStack (every worker sees every
+  worker's failures).
 
 Lock files are never deleted (deleting a lock file after release breaks mutual exclusion).
 """
@@ -92,10 +95,54 @@ class SharedDir:
             time.sleep(poll)
 
 
+class MissingIpRecord:
+    """The names of the machine attempts that failed with the missing-IP text since the last
+    machine started, shared by every process of the run (``missing-ip.json`` in the shared
+    directory, changed under its lock and replaced atomically: a reader never sees a torn file).
+    Without a shared directory it is this process's own list (unit tests)."""
+
+    FILE = "missing-ip.json"
+
+    def __init__(self, shared: SharedDir | None = None) -> None:
+        self.shared = shared
+        self._local: list[str] = []
+
+    def failures(self) -> list[str]:
+        if self.shared is None:
+            return list(self._local)
+        try:
+            data = json.loads((self.shared.path / self.FILE).read_text())
+        except (OSError, ValueError):
+            return []
+        return [str(n) for n in data] if isinstance(data, list) else []
+
+    def failed(self, name: str) -> list[str]:
+        """Record a missing-IP failure of ``name``; return the failures, this one last."""
+        return self._change(lambda names: [*names, name][-100:])
+
+    def started(self) -> None:
+        """A machine started (or was created): the run is not wedged; forget the failures."""
+        if self.failures():
+            self._change(lambda names: [])
+
+    def _change(self, update: Callable[[list[str]], list[str]]) -> list[str]:
+        if self.shared is None:
+            self._local = update(self._local)
+            return list(self._local)
+        with self.shared.lock("missing-ip"):
+            names = update(self.failures())
+            _write_json(self.shared.path / self.FILE, names)
+        return names
+
+
 def _write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically: a temp file, fsync, rename."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
+    with open(tmp, "w") as f:
+        f.write(json.dumps(data))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-__all__ = ["SharedDir"]
+__all__ = ["MissingIpRecord", "SharedDir"]

@@ -107,6 +107,36 @@ class MachineExistsError(PermanentError):
     """``machine already exists`` (create, clone, import) or ``machine '"N"' already exists``."""
 
 
+class UnsupportedSettingError(PermanentError):
+    """A per-machine setting this OrbStack does not know: ``create`` rejects ``--cpus``,
+    ``--memory``, ``--disk`` or ``--isolated`` (``unknown flag``), or ``config set`` rejects a
+    ``machine.NAME.*`` key.  They arrived with OrbStack 2.1-2.2 (docs/orbctl-contract.md §16)."""
+
+    kind = "unsupported"
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        returncode: int | None,
+        stderr: str,
+        stdout: str = "",
+        message: str | None = None,
+    ) -> None:
+        said = strip_prefix(first_error_line(stderr)) or f"exit code {returncode}"
+        super().__init__(
+            argv,
+            returncode,
+            stderr,
+            stdout,
+            message=message
+            or (
+                f"this OrbStack does not support per-machine settings ({said}); they need "
+                f"OrbStack 2.2 or later: update OrbStack, or drop cpus=/memory=/disk=/"
+                f"isolated_from_mac= from the marker or factory call"
+            ),
+        )
+
+
 class TransientError(OrbctlError):
     """A failure that may go away: network, missing IP address, concurrent operation ..."""
 
@@ -123,6 +153,27 @@ class OrbStackUnavailableError(OrbctlError):
     """``orbctl`` is not installed, or OrbStack is not running and could not be started."""
 
     kind = "unavailable"
+
+
+class OrbStackWedgedError(PermanentError):
+    """OrbStack stopped giving machines addresses: machines of different names kept failing
+    with ``setup: machine didn't start in 30s (missing IP address)`` and nothing succeeded in
+    between (orbstack/orbstack#2688, docs/orbctl-contract.md §16).  Retrying cannot help; every
+    machine still to come in the run fails at once with this error."""
+
+    kind = "wedged"
+
+
+#: What a wedged OrbStack looks like and what to do (docs/orbctl-contract.md §16, #2688).
+WEDGED_ADVICE = (
+    "OrbStack stopped giving machines addresses: {count} machine attempts ({names}) failed "
+    "with 'missing IP address' and none succeeded in between. This is OrbStack's churn wedge "
+    "(https://github.com/orbstack/orbstack/issues/2688): after many create/clone + delete "
+    "cycles every new machine fails this way until OrbStack is restarted for real - "
+    "'orbctl stop && orbctl start' does not clear it. Quit OrbStack from its menu bar icon "
+    "and open it again (reboot the Mac if that is not enough), and delete machines leaked by "
+    "earlier runs with 'orbctl delete NAME'. No more machines are tried in this run."
+)
 
 
 class OrbctlTimeoutError(OrbctlError):
@@ -169,13 +220,16 @@ _RULES: tuple[tuple[re.Pattern[str], type[OrbctlError]], ...] = tuple(
         (r"sha256 mismatch for URL", TransientError),
         (r"dial tcp: .*(?:i/o timeout|connection refused|no such host)", TransientError),
         (r"TLS handshake timeout", TransientError),
-        (r"machine didn't start in \d+s", TransientError),
+        (r"machine didn't start in \d+s", TransientError),  # see MISSING_IP below
         (r"missing IP address", TransientError),
         (r"setup: machine crashed on startup", TransientError),
         (r"canceled by machine shutdown", TransientError),
         (r"machine did not start: ", TransientError),
         (r"stop '[^']*': timeout", TransientError),
         # Permanent.
+        # Per-machine settings on an OrbStack older than 2.2 (docs/orbctl-contract.md §16).
+        (r"unknown flag: --(?:cpus|memory|disk|isolated)\b", UnsupportedSettingError),
+        (r"Unknown machine config key: (?:cpu|memory_mib|disk_bytes)\b", UnsupportedSettingError),
         (r"machine not found", MachineNotFoundError),
         (r"machine already exists", MachineExistsError),
         (r"machine '.*' already exists", MachineExistsError),
@@ -197,6 +251,16 @@ _RULES: tuple[tuple[re.Pattern[str], type[OrbctlError]], ...] = tuple(
         (r"missing value for flag", PermanentError),
     )
 )
+
+#: The churn-wedge text (docs/orbctl-contract.md §16, orbstack#2688): transient for one machine,
+#: a wedged OrbStack when machines of different names keep failing with it (policy.wedged).
+MISSING_IP = re.compile(r"machine didn't start in \d+s \(missing IP address\)|missing IP address")
+
+
+def is_missing_ip(exc: BaseException) -> bool:
+    """Whether ``exc`` is an ``orbctl`` failure with the missing-IP text."""
+    return isinstance(exc, OrbctlError) and bool(MISSING_IP.search(exc.stderr or str(exc)))
+
 
 _PREFIX = re.compile(r"^(?:\[-?\d+\]\s*|Error:\s*)")
 

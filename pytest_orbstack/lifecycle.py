@@ -39,6 +39,7 @@ from pytest_orbstack.cloning import (
     new_failures,
     ready_script,
 )
+from pytest_orbstack.coordination import MissingIpRecord
 from pytest_orbstack.errors import (
     MachineExistsError,
     MachineNotFoundError,
@@ -96,7 +97,7 @@ class MachineManager:
         self.run = run
         self.registry = registry
         self.recorder = recorder or Recorder()
-        self.policy = RetryPolicy.for_retries(settings.retries)
+        self.policy = RetryPolicy.for_retries(settings.retries, MissingIpRecord(run.shared))
         self._counter = _Counter()
         self._owned: dict[str, Machine] = {}  # fresh machines this process must remove
         self._session: dict[str, Machine] = {}

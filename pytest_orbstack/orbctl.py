@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -121,10 +122,10 @@ class Orbctl:
         self._live: set[subprocess.Popen[bytes]] = set()
         self._live_lock = threading.Lock()
         self._aborted = False
-        #: Set once any ``info`` carried an address field: this orbctl reports addresses, so a
-        #: running machine without ``ip4`` has not got one *yet* (it lags ``start``).  Older
-        #: OrbStack never reports them (see :attr:`MachineInfo.reports_addresses`).
-        self.reports_addresses = False
+        #: Whether this orbctl reports addresses (see :attr:`reports_addresses`); ``None`` until
+        #: decided.
+        self._reports_addresses: bool | None = None
+        self._version: str | None = None
 
     def copy(self) -> Orbctl:
         """A client with the same settings (and its own :meth:`abort`)."""
@@ -135,8 +136,40 @@ class Orbctl:
             env=self.env,
             observer=self.observer,
         )
-        other.reports_addresses = self.reports_addresses
+        other._reports_addresses = self._reports_addresses
+        other._version = self._version
         return other
+
+    @property
+    def reports_addresses(self) -> bool:
+        """Whether this OrbStack reports machine addresses, so that a running machine without
+        ``ip4`` has not got one *yet* (it lags ``start``) and is worth waiting for.
+
+        Decided from the version (2.0 and later always print ``ip4``/``ip6`` for a running
+        machine) or from a running machine's ``info`` that carried an address field - never
+        from a stopped machine's, which has none on 2.x either (docs/orbctl-contract.md §16).
+        OrbStack before mid-2025 never reports them (see :attr:`MachineInfo.reports_addresses`).
+        """
+        if self._reports_addresses is None:
+            try:
+                version = self.cached_version()
+            except (OrbctlError, ValueError):
+                return False  # ask again next time; an observed address may decide it
+            if version_at_least(version, (2, 0)):
+                self._reports_addresses = True
+            else:
+                return False
+        return self._reports_addresses
+
+    @reports_addresses.setter
+    def reports_addresses(self, value: bool) -> None:
+        self._reports_addresses = value
+
+    def cached_version(self) -> str:
+        """:meth:`version`, asked once per client."""
+        if self._version is None:
+            self._version = self.version()
+        return self._version
 
     def abort(self) -> None:
         """Kill every call in flight (with its process group) and refuse new ones.
@@ -302,8 +335,8 @@ class Orbctl:
     def info(self, name: str) -> MachineInfo:
         _require_name(name)
         info = parse_machine_info(self.check(["info", "-f", "json", name]))
-        if info.reports_addresses:
-            self.reports_addresses = True
+        if info.reports_addresses and info.state == "running":
+            self._reports_addresses = True
         return info
 
     def create(
@@ -331,8 +364,16 @@ class Orbctl:
         self.check(["stop", *_require_names("stop", names)], timeout=timeout)
 
     def delete(self, *names: str, timeout: float | None = None) -> None:
-        # Without names (or with -a) orbctl deletes every machine: refuse.
-        self.check(["delete", "-f", *_require_names("delete", names)], timeout=timeout)
+        """``delete -f NAME...``: by NAME only.  Without names (or with ``-a``) orbctl deletes
+        every machine, and an id crashes OrbStack 2.2.3 (a Go panic, exit 2: records are looked
+        up by name, docs/orbctl-contract.md §16): both are refused here."""
+        for name in _require_names("delete", names):
+            if _ULID.match(name):
+                raise ValueError(
+                    f"refusing to delete {name!r}: it looks like a machine id, and orbctl "
+                    f"delete takes names only (an id crashes OrbStack 2.2.3)"
+                )
+        self.check(["delete", "-f", *names], timeout=timeout)
 
     def rename(self, old: str, new: str, *, timeout: float | None = None) -> None:
         _require_name(old)
@@ -408,6 +449,19 @@ class Orbctl:
         return self.invoke(["pull", "-m", name, *srcs, os.fspath(dest)], timeout=timeout)
 
 
+#: A machine id (a ULID: 26 characters of Crockford's base32, upper case).
+_ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def version_at_least(version: str, wanted: tuple[int, ...]) -> bool:
+    """Whether ``version`` (``2.2.3``, as :meth:`Orbctl.version` returns it) is ``wanted`` or
+    later; a version that is not numbers is not."""
+    parts = re.findall(r"\d+", version.split("-", 1)[0])
+    if not parts:
+        return False
+    return tuple(int(p) for p in parts[: len(wanted)]) >= wanted
+
+
 def _require_name(name: str) -> str:
     if not isinstance(name, str) or not name or name.startswith("-"):
         raise ValueError(f"invalid machine name {name!r}")
@@ -459,4 +513,5 @@ __all__ = [
     "resolve_executable",
     "select_executable",
     "simulator_executable",
+    "version_at_least",
 ]

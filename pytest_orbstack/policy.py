@@ -8,7 +8,9 @@ anywhere (macOS included, no simulator).
 * **keep**: whether a machine survives its scope or the run (``--orbstack-keep``, modelled on
   pytest's ``tmp_path_retention_policy``);
 * **demand**: which unit of work a fresh machine serves (a test, a module);
-* **pool depth**: how many fresh machines to keep in preparation ahead of demand.
+* **pool depth**: how many fresh machines to keep in preparation ahead of demand;
+* **wedge**: whether OrbStack has stopped giving machines addresses (orbstack#2688), so the
+  missing-IP failure is no longer worth retrying.
 """
 
 from __future__ import annotations
@@ -207,12 +209,55 @@ def auto_pool_depth(
     return depth
 
 
+# -- wedge -----------------------------------------------------------------------------------
+
+#: A wedged OrbStack (docs/orbctl-contract.md §16, orbstack#2688): after heavy create/clone +
+#: delete churn every new machine fails with "setup: machine didn't start in 30s (missing IP
+#: address)", for good.  It is told from a transient failure by breadth: at least
+#: WEDGE_NAMES different machines and WEDGE_FAILURES attempts in all failed that way, with no
+#: machine starting in between.
+WEDGE_NAMES = 2
+WEDGE_FAILURES = 3
+#: Attempts one machine gets for the missing-IP failure while the run is not (yet) wedged:
+#: one machine failing once or twice is retried, as any transient failure; a third failure in
+#: a row is not worth a fourth 30-second attempt (the 2.2.0 fix made the old transient
+#: #2213 case rare, so a machine failing three times is almost certainly the wedge).
+MISSING_IP_ATTEMPTS = 3
+
+#: What the missing-IP failure of one attempt leads to.
+MissingIpVerdict = Literal["retry", "give up", "wedged"]
+
+
+def wedged(failures: Sequence[str]) -> bool:
+    """Whether OrbStack is wedged, from the names of the machine attempts that failed with the
+    missing-IP text since the last machine that started (run-wide, oldest first)."""
+    return len(failures) >= WEDGE_FAILURES and len(set(failures)) >= WEDGE_NAMES
+
+
+def missing_ip_verdict(failures: Sequence[str], name: str) -> MissingIpVerdict:
+    """After ``name``'s attempt failed with the missing-IP text (already the last entry of
+    ``failures``): retry it, give this machine up (it failed :data:`MISSING_IP_ATTEMPTS` times
+    in a row), or stop trying machines at all (:func:`wedged`)."""
+    if wedged(failures):
+        return "wedged"
+    mine = 0
+    for failed in reversed(failures):
+        if failed != name:
+            break
+        mine += 1
+    return "give up" if mine >= MISSING_IP_ATTEMPTS else "retry"
+
+
 __all__ = [
     "AUTO_MAX_DEPTH",
     "DELETE_CALLS",
     "DELETE_CHUNK",
     "INITIAL_DEPTH",
     "MACHINE_MEMORY",
+    "MISSING_IP_ATTEMPTS",
+    "WEDGE_FAILURES",
+    "WEDGE_NAMES",
+    "MissingIpVerdict",
     "SHARED_KINDS",
     "RunEndAction",
     "at_run_end",
@@ -224,7 +269,9 @@ __all__ = [
     "demand_unit",
     "keep_after_use",
     "machines_in_memory",
+    "missing_ip_verdict",
     "no_test_mode",
     "pool_room",
     "supply_threads",
+    "wedged",
 ]

@@ -10,7 +10,12 @@ Rules, from the error catalogue (docs/orbctl-contract.md §9):
   ``create`` again - a machine that appears and reaches its final state is success, one in
   ``creating`` is waited for, one that vanished is created again;
 * a ``delete`` that finds some names already gone deletes the rest, and waits out a machine that
-  is still ``creating`` (``cannot transition from creating to deleting``).
+  is still ``creating`` (``cannot transition from creating to deleting``);
+* the missing-IP failure (``setup: machine didn't start in 30s (missing IP address)``) is
+  recorded run-wide (:attr:`RetryPolicy.missing_ip`): once machines of different names keep
+  failing with it and none starts in between, OrbStack is wedged (orbstack#2688,
+  :func:`pytest_orbstack.policy.wedged`) and every create, clone and start from then on fails at
+  once with :class:`~pytest_orbstack.errors.OrbStackWedgedError` instead of being retried.
 """
 
 from __future__ import annotations
@@ -24,15 +29,21 @@ from typing import TypeVar
 
 import tenacity
 
+from pytest_orbstack.coordination import MissingIpRecord
 from pytest_orbstack.errors import (
+    WEDGED_ADVICE,
     MachineExistsError,
     MachineNotFoundError,
     OrbctlError,
     OrbctlTimeoutError,
+    OrbStackWedgedError,
+    PermanentError,
     StateError,
     TransientError,
+    is_missing_ip,
 )
 from pytest_orbstack.orbctl import CreateOptions, MachineInfo, Orbctl
+from pytest_orbstack.policy import missing_ip_verdict, wedged
 
 log = logging.getLogger("pytest_orbstack")
 
@@ -64,6 +75,9 @@ class RetryPolicy:
     deadline: float = 600.0
     poll_interval: float = 0.5
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    #: The run-wide record of missing-IP failures (shared by the run's processes when built on
+    #: the run's shared directory; this policy's own otherwise).
+    missing_ip: MissingIpRecord = field(default_factory=MissingIpRecord, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
@@ -74,9 +88,44 @@ class RetryPolicy:
             raise ValueError("backoff figures must not be negative")
 
     @classmethod
-    def for_retries(cls, retries: int) -> RetryPolicy:
+    def for_retries(cls, retries: int, missing_ip: MissingIpRecord | None = None) -> RetryPolicy:
         """The default policy with ``retries`` retries (``--orbstack-retries``)."""
-        return cls(attempts=retries + 1)
+        if missing_ip is None:
+            return cls(attempts=retries + 1)
+        return cls(attempts=retries + 1, missing_ip=missing_ip)
+
+    def machine_call(self, name: str, call: Callable[[], T], *, starts: bool) -> T:
+        """One attempt of a create, clone or start of ``name``, watched for the wedge.
+
+        Fails at once when OrbStack is already wedged; records a missing-IP failure and turns
+        it into :class:`OrbStackWedgedError` once that makes the run wedged (or into a
+        permanent error once this machine failed so too often); a call that ``starts`` the
+        machine (create, start) clears the record when it succeeds.
+        """
+        failures = self.missing_ip.failures()
+        if wedged(failures):
+            raise _wedged_error(["orbctl"], failures)
+        try:
+            result = call()
+        except OrbctlError as exc:
+            if not is_missing_ip(exc):
+                raise
+            failures = self.missing_ip.failed(name)
+            verdict = missing_ip_verdict(failures, name)
+            if verdict == "wedged":
+                raise _wedged_error(exc.argv, failures, exc) from exc
+            if verdict == "give up":
+                raise PermanentError(
+                    exc.argv,
+                    exc.returncode,
+                    exc.stderr,
+                    exc.stdout,
+                    message=f"{exc.message} ({len(failures)} times in a row: not retried)",
+                ) from exc
+            raise
+        if starts:
+            self.missing_ip.started()
+        return result
 
     def retrying(
         self,
@@ -109,6 +158,19 @@ class RetryPolicy:
     ) -> T:
         """Call ``fn`` until it returns, retrying only ``retry_on`` errors."""
         return self.retrying(what, retry_on)(fn)
+
+
+def _wedged_error(
+    argv: Sequence[str], failures: Sequence[str], cause: OrbctlError | None = None
+) -> OrbStackWedgedError:
+    names = list(dict.fromkeys(failures))
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return OrbStackWedgedError(
+        list(argv),
+        cause.returncode if cause is not None else None,
+        cause.stderr if cause is not None else "",
+        message=WEDGED_ADVICE.format(count=len(failures), names=shown),
+    )
 
 
 def _log_retry(what: str) -> Callable[[tenacity.RetryCallState], None]:
@@ -187,7 +249,9 @@ def create_machine(
         policy,
         f"create {name}",
         name,
-        lambda: client.create(image, name, options, timeout=timeout),
+        lambda: policy.machine_call(
+            name, lambda: client.create(image, name, options, timeout=timeout), starts=True
+        ),
         final={"running"},
     )
     assert info is not None  # a successful create is always inspected
@@ -215,7 +279,9 @@ def clone_machine(
 
     def clone() -> None:
         with guard if guard is not None else nullcontext():
-            client.clone(source, name, timeout=timeout)
+            policy.machine_call(
+                name, lambda: client.clone(source, name, timeout=timeout), starts=False
+            )
 
     return _make(
         client,
@@ -267,7 +333,7 @@ def start_machine(
 
     def attempt() -> None:
         try:
-            client.start(name, timeout=timeout)
+            policy.machine_call(name, lambda: client.start(name, timeout=timeout), starts=True)
         except StateError as exc:
             # cannot transition from creating/stopping to starting: wait it out, then retry.
             wait_for_state(client, name, {"running", "stopped"}, policy)

@@ -211,3 +211,68 @@ def test_abort_kills_calls_in_flight_and_refuses_new_ones(fake: FakeOrbctl) -> N
     fresh = client.copy()  # a copy is not aborted
     fake.expect("list", stdout="[]")
     assert fresh.list() == []
+
+
+def test_delete_takes_names_never_ids(fake: FakeOrbctl) -> None:
+    """docs/orbctl-contract.md §16: ``orbctl delete <ID>`` panics on 2.2.3; only NAME works."""
+    client = fake.client()
+    with pytest.raises(ValueError, match="looks like a machine id"):
+        client.delete("orbpt-a1b2c3-main-1", "01K2G8TY5GM9C3CN95KCB4ZG8B")
+    assert fake.calls == []  # refused before anything ran
+    fake.expect("delete")
+    client.delete("orbpt-a1b2c3-main-1")
+    assert fake.calls[0] == ["delete", "-f", "orbpt-a1b2c3-main-1"]
+
+
+def _stopped_info() -> str:
+    record = {**INFO["record"], "state": "stopped"}  # type: ignore[dict-item]
+    return json.dumps({"record": record, "disk_size": 1})
+
+
+def test_addresses_are_judged_from_the_version_not_a_stopped_machine(fake: FakeOrbctl) -> None:
+    """A stopped clone's info has no ip4 on 2.x (§16): it must not make a 2.x OrbStack look like
+    one that never reports addresses."""
+    fake.expect("info", stdout=_stopped_info())
+    fake.expect("version", stdout="Version: 2.2.3 (2020300)\nCommit: abc (v2.2.3)\n")
+    client = fake.client()
+    client.info("m1")
+    assert client.reports_addresses is True
+    assert client.reports_addresses is True  # asked once
+    assert [c[0] for c in fake.calls] == ["info", "version"]
+
+
+def test_an_old_orbstack_reports_addresses_once_a_running_machine_shows_one(
+    fake: FakeOrbctl,
+) -> None:
+    fake.expect("version", stdout="Version: 1.11.3 (1110300)\nCommit: abc (v1.11.3)\n")
+    fake.expect("info", stdout=_stopped_info())
+    fake.expect("info", stdout=json.dumps(INFO))
+    client = fake.client()
+    assert client.reports_addresses is False
+    client.info("m1")
+    assert client.reports_addresses is False  # a stopped machine says nothing either way
+    client.info("m1")
+    assert client.reports_addresses is True
+
+
+def test_machine_ip_waits_for_an_address_that_lags_start(fake: FakeOrbctl) -> None:
+    from pytest_orbstack.machine import Machine
+
+    lagging = json.dumps({k: v for k, v in INFO.items() if k != "ip4"})
+    fake.expect("version", stdout="Version: 2.2.3 (2020300)\nCommit: abc (v2.2.3)\n")
+    for _ in range(20):  # 4 s of polling: longer than the wait for an OrbStack of unknown age
+        fake.expect("info", stdout=lagging)
+    fake.expect("info", stdout=json.dumps(INFO))
+    machine = Machine(name="m1", client=fake.client())
+    assert machine.ip == "192.168.139.10"
+
+
+@pytest.mark.parametrize(
+    ("version", "wanted", "expected"),
+    [("2.2.3", (2, 0), True), ("2.0.0", (2, 0), True), ("1.11.3", (2, 0), False),
+     ("2.1.9", (2, 2), False), ("10.0", (2, 2), True), ("dev", (2, 0), False)],
+)  # fmt: skip
+def test_version_at_least(version: str, wanted: tuple[int, ...], expected: bool) -> None:
+    from pytest_orbstack.orbctl import version_at_least
+
+    assert version_at_least(version, wanted) is expected

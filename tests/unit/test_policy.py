@@ -365,3 +365,33 @@ def test_no_test_mode_names_the_flag(dest: str, value: object, flag: str) -> Non
 def test_setup_only_and_setup_show_run_tests() -> None:
     assert no_test_mode(SimpleNamespace(setuponly=True, setupshow=True, collectonly=False)) is None
     assert no_test_mode(SimpleNamespace()) is None
+
+
+# -- wedge -----------------------------------------------------------------------------------
+
+
+def test_one_machine_alone_never_wedges_the_run() -> None:
+    from pytest_orbstack.policy import wedged
+
+    assert not wedged([])
+    assert not wedged(["a"])
+    assert not wedged(["a", "a", "a", "a"])  # one machine: that machine's problem
+    assert not wedged(["a", "b"])  # two attempts are not yet a pattern
+
+
+def test_machines_of_different_names_failing_wedge_the_run() -> None:
+    from pytest_orbstack.policy import wedged
+
+    assert wedged(["a", "b", "c"])
+    assert wedged(["a", "a", "b"])
+    assert wedged(["gw0-1", "gw1-1", "gw0-1"])
+
+
+def test_missing_ip_verdict_retries_a_machine_twice_then_gives_it_up() -> None:
+    from pytest_orbstack.policy import missing_ip_verdict
+
+    assert missing_ip_verdict(["a"], "a") == "retry"
+    assert missing_ip_verdict(["a", "a"], "a") == "retry"
+    assert missing_ip_verdict(["a", "a", "a"], "a") == "give up"
+    assert missing_ip_verdict(["a", "b"], "b") == "retry"
+    assert missing_ip_verdict(["a", "a", "b"], "b") == "wedged"

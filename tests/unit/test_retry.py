@@ -228,3 +228,107 @@ def test_policy_validates_its_figures() -> None:
         RetryPolicy(attempts=0)
     with pytest.raises(ValueError, match="deadline"):
         RetryPolicy(deadline=0)
+
+
+# -- the churn wedge (docs/orbctl-contract.md §16, orbstack#2688) ----------------------------
+
+
+def missing_ip(name: str) -> str:
+    return f"[-32098] create '{name}': setup: machine didn't start in 30s (missing IP address)\n"
+
+
+def test_one_machine_failing_twice_with_missing_ip_is_still_retried(
+    fake: FakeOrbctl, policy: RetryPolicy
+) -> None:
+    for _ in range(2):
+        fake.expect("create", rc=1, stderr=missing_ip("a"))
+        fake.expect("info", rc=1, stderr=NOT_FOUND.format("a"))
+    fake.expect("create")
+    fake.expect("info", stdout=info("a"))
+    assert create_machine(fake.client(), policy, "debian", "a").state == "running"
+    assert policy.missing_ip.failures() == []  # a machine started: the record is cleared
+
+
+def test_one_machine_failing_three_times_in_a_row_is_given_up(
+    fake: FakeOrbctl, policy: RetryPolicy
+) -> None:
+    for _ in range(3):
+        fake.expect("create", rc=1, stderr=missing_ip("a"))
+        fake.expect("info", rc=1, stderr=NOT_FOUND.format("a"))
+    with pytest.raises(PermanentError, match="3 times in a row"):
+        create_machine(fake.client(), policy, "debian", "a")
+    assert [c[0] for c in fake.calls].count("create") == 3  # not the policy's 4
+
+
+def test_machines_of_different_names_failing_wedge_the_run(
+    fake: FakeOrbctl, policy: RetryPolicy
+) -> None:
+    from pytest_orbstack.errors import OrbStackWedgedError
+
+    client = fake.client()
+    fake.expect("create", rc=1, stderr=missing_ip("a"))
+    fake.expect("info", rc=1, stderr=NOT_FOUND.format("a"))
+    fake.expect("create", rc=1, stderr=missing_ip("a"))
+    fake.expect("info", rc=1, stderr=NOT_FOUND.format("a"))
+    fake.expect("create")
+    fake.expect("info", stdout=info("a"))
+    create_machine(client, policy, "debian", "a")  # a transient failure, then success
+
+    fake.expect("create", rc=1, stderr=missing_ip("b"))
+    fake.expect("info", rc=1, stderr=NOT_FOUND.format("b"))
+    fake.expect("create", rc=1, stderr=missing_ip("b"))
+    fake.expect("info", rc=1, stderr=NOT_FOUND.format("b"))
+    fake.expect("create", rc=1, stderr=missing_ip("b"))
+    with pytest.raises(PermanentError):
+        create_machine(client, policy, "debian", "b")  # one machine: not (yet) a wedge
+    fake.expect("clone", rc=1, stderr=missing_ip("c"))
+    with pytest.raises(OrbStackWedgedError) as wedge:
+        clone_machine(client, policy, "base", "c")
+    text = str(wedge.value)
+    assert "stopped giving machines addresses" in text and "orbstack/issues/2688" in text
+    assert "orbctl stop && orbctl start' does not clear it" in text
+    assert "orbctl delete NAME" in text and "b, c" in text
+    calls = len(fake.calls)
+    for later in ("d", "e"):  # every machine still to come fails at once: no orbctl call
+        with pytest.raises(OrbStackWedgedError):
+            create_machine(client, policy, "debian", later)
+    with pytest.raises(OrbStackWedgedError):
+        start_machine(client, policy, "f")
+    assert len(fake.calls) == calls
+
+
+def test_the_missing_ip_record_is_shared_by_the_runs_processes(tmp_path: object) -> None:
+    """Two records on one shared directory (two xdist workers) see each other's failures, and a
+    start anywhere clears them; concurrent writers lose no entry (lock + atomic replace)."""
+    import multiprocessing
+    from pathlib import Path
+
+    from pytest_orbstack.coordination import MissingIpRecord, SharedDir
+    from pytest_orbstack.policy import wedged
+
+    shared = SharedDir(Path(str(tmp_path)))
+    gw0, gw1 = MissingIpRecord(shared), MissingIpRecord(shared)
+    gw0.failed("orbpt-x-gw0-1")
+    assert not wedged(gw1.failed("orbpt-x-gw1-1"))
+    assert wedged(gw0.failed("orbpt-x-gw0-2"))
+    gw1.started()
+    assert gw0.failures() == []
+    procs = [
+        multiprocessing.get_context("spawn").Process(target=_record_many, args=(str(tmp_path), w))
+        for w in range(3)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert sorted(gw0.failures()) == sorted(f"w{w}-{i}" for w in range(3) for i in range(20))
+
+
+def _record_many(path: str, worker: int) -> None:
+    from pathlib import Path
+
+    from pytest_orbstack.coordination import MissingIpRecord, SharedDir
+
+    record = MissingIpRecord(SharedDir(Path(path)))
+    for i in range(20):
+        record.failed(f"w{worker}-{i}")
