@@ -11,7 +11,9 @@ import hashlib
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,8 @@ OPTIONS = (
            "their recorded spec hash matches", "ORBSTACK_REUSE", "0", flag=True),
     Option("required", "error (instead of skip) when no backend is available",
            "ORBSTACK_REQUIRED", "0", flag=True),
+    Option("no-start", "skip (instead of starting OrbStack with `orbctl start`) when OrbStack "
+           "is installed but stopped", "ORBSTACK_NO_START", "0", flag=True),
     Option("timeout", "timeout in seconds for each orbctl lifecycle call (default: per command, "
            "300 for create)", "ORBSTACK_TIMEOUT", metavar="SECONDS"),
     Option("retries", "retries of transient orbctl failures per operation", "ORBSTACK_RETRIES",
@@ -154,6 +158,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         max_creates=max_creates,
         pool_size=pool_size,
         report_path=Path(report).expanduser().resolve() if report else None,
+        start_orbstack=not get("no-start", _bool),
         state_dir=state_dir,
         registry_key=_registry_key(backend, executable),
     )
@@ -222,8 +227,23 @@ def _registry_key(backend: str, executable: str | None) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
 
 
-def probe(settings: Settings) -> str | None:
-    """Why machines cannot be had here (one line with the fix), or ``None`` when they can."""
+#: How long a stopped OrbStack may take to start (``orbctl start``, then ``status`` Running).
+START_TIMEOUT = 120.0
+
+
+def probe(
+    settings: Settings,
+    *,
+    lock: AbstractContextManager[object] | None = None,
+    started: Callable[[float], None] | None = None,
+) -> str | None:
+    """Why machines cannot be had here (one line with the fix), or ``None`` when they can.
+
+    A stopped OrbStack is started (``orbctl start``, at most :data:`START_TIMEOUT` seconds),
+    as ``orbctl``'s own commands would start it, unless ``--orbstack-no-start``; ``lock`` (the
+    run's, so xdist workers start it once) is held meanwhile and ``started`` is told the
+    seconds it took.
+    """
     if settings.backend == "sim" and not settings.executable:
         return "the orbsim simulator is not installed (pip install pytest-orbstack)"
     if not settings.executable:
@@ -242,9 +262,42 @@ def probe(settings: Settings) -> str | None:
         return f"cannot ask {settings.executable} for its status: {exc}"
     if status in ("Running", "Starting"):
         return None
-    if settings.backend == "sim":
-        return f"the orbsim simulator is unusable here: {detail or status}"
-    return f"OrbStack is not running ({status}); start it with `orb start` or open OrbStack.app"
+    if detail and settings.backend == "sim":
+        return f"the orbsim simulator is unusable here: {detail}"
+    if not settings.start_orbstack:
+        return (
+            f"OrbStack is not running ({status}) and --orbstack-no-start is set; start it with "
+            f"`orbctl start` or open OrbStack.app"
+        )
+    with lock if lock is not None else nullcontext():
+        return _start_orbstack(client, started)
+
+
+def _start_orbstack(client: Orbctl, started: Callable[[float], None] | None) -> str | None:
+    """Start a stopped OrbStack; the reason it cannot be had, or ``None`` once it runs."""
+    begun = time.monotonic()
+    deadline = begun + START_TIMEOUT
+    status, detail = client.status_reason()
+    if status == "Running":
+        return None  # another worker started it meanwhile
+    if status != "Starting":
+        try:
+            client.start_orbstack(timeout=START_TIMEOUT)
+        except OrbctlError as exc:
+            return f"OrbStack is stopped and `orbctl start` failed: {exc}"
+    while True:
+        status, detail = client.status_reason()
+        if status == "Running":
+            if started is not None:
+                started(time.monotonic() - begun)
+            return None
+        if time.monotonic() >= deadline:
+            return (
+                f"OrbStack is stopped and did not start within {START_TIMEOUT:g}s of "
+                f"`orbctl start` (status {status!r}{': ' + detail if detail else ''}); open "
+                f"OrbStack.app to see why"
+            )
+        time.sleep(0.5)
 
 
 __all__ = [

@@ -316,6 +316,11 @@ class Orbctl:
             message=f"unexpected status output {text!r}",
         )
 
+    def start_orbstack(self, *, timeout: float) -> None:
+        """``orbctl start`` without names: start OrbStack itself, as its own commands do on
+        demand (docs/orbctl-contract.md §1).  Never called with names here."""
+        self.check(["start"], timeout=timeout)
+
     def status_reason(self) -> tuple[str, str]:
         """``(status, stderr line)``: the simulator explains on stderr why it is unusable."""
         call = self.invoke(["status"], timeout=self.timeouts.get("status", 30.0))

@@ -75,6 +75,11 @@ class Recorder:
         #: started, and when the first test that uses a machine began its body.
         self.run_started: float | None = None
         self.first_test: float | None = None
+        #: Seconds it took to start a stopped OrbStack for this run (``None``: it was running).
+        self.orbstack_start: float | None = None
+
+    def orbstack_started(self, seconds: float) -> None:
+        self.orbstack_start = seconds
 
     def test_started(self) -> None:
         if self.first_test is None:
@@ -154,6 +159,7 @@ class Recorder:
             "orbctl_calls": self.orbctl_calls,
             "first_test": self.first_test,
             "time_to_first_test": self.time_to_first_test,
+            "orbstack_start": self.orbstack_start,
         }
 
     def merge(self, data: dict[str, Any]) -> None:
@@ -174,6 +180,8 @@ class Recorder:
             self.tests.setdefault(t["nodeid"], TestStats(**fields))
         for cmd, n in data.get("orbctl_calls", {}).items():
             self.orbctl_calls[cmd] = self.orbctl_calls.get(cmd, 0) + n
+        if data.get("orbstack_start") is not None:
+            self.orbstack_start = max(self.orbstack_start or 0.0, float(data["orbstack_start"]))
         theirs = data.get("first_test")
         if theirs is not None and (self.first_test is None or theirs < self.first_test):
             self.first_test = float(theirs)
@@ -181,8 +189,13 @@ class Recorder:
 
 def summary_lines(rec: Recorder, *, verbose: bool = False) -> list[str]:
     """The terminal summary table."""
+    started = (
+        [f"OrbStack was stopped: started it (orbctl start) in {rec.orbstack_start:.1f}s"]
+        if rec.orbstack_start is not None
+        else []
+    )
     if not rec.machines:
-        return []
+        return started
     header = ("machine", "image", "isolation", "deploy", "tests", *PHASES, "outcome")
     rows: list[tuple[str, ...]] = [header]
     for m in sorted(rec.machines.values(), key=lambda m: m.name):
@@ -223,6 +236,7 @@ def summary_lines(rec: Recorder, *, verbose: bool = False) -> list[str]:
         if m.actual_image:
             lines.append(f"{m.name} is not the image asked for: {m.image} -> {m.actual_image}")
     lines.extend(topology_lines(rec))
+    lines.extend(started)
     if rec.time_to_first_test is not None:
         lines.append(f"time to first test: {rec.time_to_first_test:.1f}s")
     kept = [m for m in rec.machines.values() if m.outcome == "kept"]

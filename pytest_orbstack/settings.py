@@ -41,6 +41,8 @@ class Settings:
     #: automatically from measured preparation and test times).
     pool_size: int | None = 0
     report_path: Path | None = None
+    #: Start a stopped OrbStack (``orbctl start``) instead of skipping (``--orbstack-no-start``).
+    start_orbstack: bool = True
     state_dir: Path = Path(".")
     registry_key: str = ""
 

@@ -79,7 +79,11 @@ class OrbState:
 
     def unavailable(self) -> str | None:
         if not self._probed:
-            self._unavailable = options.probe(self.settings)
+            self._unavailable = options.probe(
+                self.settings,
+                lock=self.run.shared.lock("orbstack-start"),
+                started=self.recorder.orbstack_started,
+            )
             self._probed = True
         return self._unavailable
 
