@@ -269,6 +269,9 @@ class OrbConnector(BaseConnector):
     def __init__(self, state: State, host: Host) -> None:
         super().__init__(state, host)
         self._client: Orbctl | None = None
+        #: The machine's default user (who ``orbctl push`` is meant to write as), from
+        #: ``info`` at connect; ``""`` when OrbStack did not say.
+        self._default_user: str | None = None
 
     # -- inventory -------------------------------------------------------------------------
 
@@ -335,6 +338,7 @@ class OrbConnector(BaseConnector):
             raise ConnectError(f"cannot inspect OrbStack machine {name!r}: {exc}") from exc
         except ValueError as exc:  # unparsable JSON
             raise ConnectError(f"unexpected orbctl info output for {name!r}: {exc}") from exc
+        self._default_user = info.record.default_username or ""
         if info.state != "running":
             self._start(name, info.state)
         if self.user is not None:
@@ -478,6 +482,36 @@ class OrbConnector(BaseConnector):
         if not ok:
             logger.warning("%scould not remove %s: %s", self.host.print_prefix, path, error)
 
+    def _settle_pushed(self, path: str) -> None:
+        """Give a pushed file the owner and mode the rest of the upload needs - the default
+        user's, 0644 - whatever ``push`` left: OrbStack 2.2 changed the copy mechanism and
+        its owner/mode are not documented (docs/orbctl-contract.md §16), so either model gives
+        the same result.  One root command; the copy into place then works as before."""
+        if self._default_user is None:
+            try:
+                info = _blocking(self.client.info, self.machine)
+            except OrbctlError as exc:
+                raise OSError(f"cannot inspect {self.machine!r} after push: {exc}") from exc
+            self._default_user = info.record.default_username or ""
+        script = 'chmod 0644 -- "$1" && if [ -n "$2" ]; then chown -- "$2:" "$1"; fi'
+        try:
+            call = _blocking(
+                self.client.run,
+                self.machine,
+                ["sh", "-c", script, "sh", path, self._default_user],
+                user="root",
+                workdir="",
+            )
+        except OrbctlError as exc:
+            raise OSError(
+                f"cannot set owner and mode of {path} in {self.machine!r}: {exc}"
+            ) from exc
+        if call.returncode != 0:
+            raise OSError(
+                f"cannot set owner and mode of {path} in {self.machine!r}: "
+                f"{call.stderr.decode(errors='replace').strip() or call.returncode}"
+            )
+
     def put_file(
         self,
         filename_or_io: str | IOBase,
@@ -489,7 +523,8 @@ class OrbConnector(BaseConnector):
     ) -> bool:
         """Upload a local file or file object to ``remote_filename``.
 
-        The data goes host temp file -> ``orbctl push`` -> unique machine temp file -> ``cp``
+        The data goes host temp file -> ``orbctl push`` -> unique machine temp file (made the
+        default user's, 0644, explicitly) -> ``cp``
         (run with the operation's ``_sudo``/``_su_user``/... arguments) -> destination.  When the
         copy runs as the default user or root, the same command removes the temp file; when it
         runs as another user (who cannot delete the default user's file in sticky ``/tmp``), a
@@ -510,6 +545,7 @@ class OrbConnector(BaseConnector):
                     f"orbctl push to {self.machine}:{remote_temp} failed: "
                     f"{call.stderr.decode(errors='replace').strip() or call.returncode}"
                 )
+            self._settle_pushed(remote_temp)
             if other_user:
                 copy = StringCommand("cp", quoted_temp, QuoteString(remote_filename))
             else:

@@ -269,3 +269,31 @@ def test_cli_reports_a_missing_machine(sim_home, tmp_path: Path) -> None:  # typ
     )
     assert proc.returncode != 0
     assert "does not exist" in proc.stdout + proc.stderr
+
+
+def test_uploads_do_not_depend_on_the_owner_push_leaves(vm: Machine, tmp_path: Path) -> None:
+    """docs/orbctl-contract.md §16: 2.2's push may leave another owner and mode.  With a push
+    that leaves root:root 0600 the upload gives the same file as with the default-user model:
+    the connector sets owner and mode explicitly after push."""
+    from pytest_orbstack.orbctl import Orbctl
+
+    wrapper = Path(__file__).with_name("root_push_orbctl.py")
+    client = Orbctl(
+        wrapper, env={**(vm.client.env or {}), "ROOT_PUSH_REAL": vm.client.executable}
+    )
+    other = Machine(vm.name, client)
+    vm.run(["rm", "-f", "/tmp/conn-model-a.txt", "/tmp/conn-model-b.txt"], user="root")
+
+    def deploy(dest: str) -> None:
+        from pyinfra.operations import files
+
+        files.put(name="model", src=StringIO("same either way\n"), dest=dest)
+
+    for machine, dest in ((vm, "/tmp/conn-model-a.txt"), (other, "/tmp/conn-model-b.txt")):
+        result = run_deploy([machine], lambda dest=dest: deploy(dest))[vm.name]
+        assert result.ok, result
+    assert read(vm, "/tmp/conn-model-b.txt") == "same either way\n"
+    assert stat(vm, "/tmp/conn-model-b.txt") == stat(vm, "/tmp/conn-model-a.txt")
+    default_user = vm.run(["id", "-un"], check=True).stdout.strip()
+    assert stat(vm, "/tmp/conn-model-b.txt") == f"{default_user} {default_user} 644"
+    assert no_temp_files_left(vm)
