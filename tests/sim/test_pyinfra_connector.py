@@ -278,9 +278,7 @@ def test_uploads_do_not_depend_on_the_owner_push_leaves(vm: Machine, tmp_path: P
     from pytest_orbstack.orbctl import Orbctl
 
     wrapper = Path(__file__).with_name("root_push_orbctl.py")
-    client = Orbctl(
-        wrapper, env={**(vm.client.env or {}), "ROOT_PUSH_REAL": vm.client.executable}
-    )
+    client = Orbctl(wrapper, env={**(vm.client.env or {}), "ROOT_PUSH_REAL": vm.client.executable})
     other = Machine(vm.name, client)
     vm.run(["rm", "-f", "/tmp/conn-model-a.txt", "/tmp/conn-model-b.txt"], user="root")
 
