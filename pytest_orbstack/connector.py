@@ -493,7 +493,10 @@ class OrbConnector(BaseConnector):
             except OrbctlError as exc:
                 raise OSError(f"cannot inspect {self.machine!r} after push: {exc}") from exc
             self._default_user = info.record.default_username or ""
-        script = 'chmod 0644 -- "$1" && if [ -n "$2" ]; then chown -- "$2:" "$1"; fi'
+        script = (
+            'chmod 0644 -- "$1" && '
+            'if [ -n "$2" ] && id -u -- "$2" >/dev/null 2>&1; then chown -- "$2:" "$1"; fi'
+        )
         try:
             call = _blocking(
                 self.client.run,
