@@ -115,7 +115,7 @@ NOT_PRODUCED = {
     # orbsim follows 2.2, which has per-machine settings; tests/plugin/old_orbctl.py's
     # ``no-settings`` shape answers like an older OrbStack (tests/plugin/test_parity.py).
     r"unknown flag: --(?:cpus|memory|disk|isolated)\b": "orbsim is 2.2: it knows these flags",
-    r"Unknown machine config key: (?:cpu|memory_mib|disk_bytes)\b": "orbsim is 2.2: it knows these keys",
+    r"Unknown machine config key: (?:cpu|memory_mib|disk_bytes)\b": "orbsim is 2.2: knows them",
 }
 
 
