@@ -7,6 +7,7 @@ with a message naming the place it came from and how to fix it.  Nothing here ru
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -31,6 +32,7 @@ MARKER_ARGS: dict[str, str] = {
     "deploy": "None",
     "deploy_data": "None",
     "deploy_config": "None",
+    "deploy_from": "None",
     "name": "None",
     "inventory": "None",
     "group_data": "None",
@@ -70,6 +72,9 @@ class MachineSpec:
     #: The deploy's host data and pyinfra config, as canonical JSON (hashable; see below).
     deploy_data_json: str | None = None
     deploy_config_json: str | None = None
+    #: ``deploy_from=``: the git revision ``deploy`` was taken from (``deploy`` is then the
+    #: extracted file, whose path names the revision's tree: part of the identity already).
+    deploy_from: str | None = None
 
     @property
     def deploy_data(self) -> dict[str, Any]:
@@ -128,7 +133,8 @@ class MachineSpec:
         if self.user:
             parts.append(f"user={self.user}")
         if self.deploy:
-            parts.append(f"deploy={Path(self.deploy).name}")
+            at = f"@{self.deploy_from}" if self.deploy_from else ""
+            parts.append(f"deploy={Path(self.deploy).name}{at}")
         return " ".join(parts)
 
 
@@ -211,6 +217,16 @@ def build_spec(
         deploy_data_json=_validate_deploy_option(values, "deploy_data", where),
         deploy_config_json=_validate_deploy_option(values, "deploy_config", where),
     )
+    if values.get("deploy_from") is not None:
+        if not spec.deploy:
+            raise ConfigError(
+                f"{where}: deploy_from= names the revision of the marker's deploy=; add deploy="
+            )
+        from pytest_orbstack.deploy.revisions import deploy_at_revision
+
+        rev = values["deploy_from"]
+        old = deploy_at_revision(spec.deploy, rev, where)
+        spec = dataclasses.replace(spec, deploy=old, deploy_from=str(rev))
     if spec.name and spec.isolation != "session":
         raise ConfigError(
             f"{where}: name={spec.name!r} needs isolation='session' (a fixed name cannot be "

@@ -187,6 +187,16 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+def run_tool(
+    argv: list[str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a host tool a deploy needs (``git`` for :mod:`~pytest_orbstack.deploy.revisions`):
+    an argv list, no shell, no stdin, a timeout; output captured."""
+    return subprocess.run(  # noqa: S603 - argv list, no shell
+        argv, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, check=False
+    )
+
+
 def _tail(path: Path, lines: int = _STDERR_TAIL) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -462,6 +472,7 @@ __all__ = [
     "Inventory",
     "assert_idempotent",
     "make_inventory",
+    "run_tool",
     "deploy_options",
     "run_deploy",
 ]

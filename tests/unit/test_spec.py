@@ -71,8 +71,9 @@ def test_every_marker_key_is_accepted(tmp_path: Path) -> None:
         "deploy_config": {"SUDO": True},
         "name": "web-1",
     }
-    # inventory= and group_data= describe a topology (tests/unit/test_topology.py)
-    assert set(values) | {"inventory", "group_data"} == set(MARKER_KEYS)
+    # inventory= and group_data= describe a topology (tests/unit/test_topology.py);
+    # deploy_from= needs a git repository (tests/unit/test_revisions.py)
+    assert set(values) | {"inventory", "group_data", "deploy_from"} == set(MARKER_KEYS)
     spec = build(values, tmp_path)
     assert (spec.image, spec.arch, spec.user, spec.name) == (
         "ubuntu:24.04",
