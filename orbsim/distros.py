@@ -1,63 +1,104 @@
-"""Distro tokens, image names and version aliases (docs/orbctl-contract.md §5) and name rules
-(§6)."""
+"""Distros, their releases and version numbers, as OrbStack 2.2's image index has them
+(docs/orbctl-contract.md §5 and §16), and the machine name rules (§6).
+
+**The one table to update when OrbStack's image index moves** is :data:`TABLE`: per CLI token,
+the image name, cloud-init support, the variant, the releases offered (each with the version
+number users may type instead, since 2.2.0: ``ubuntu:26.04`` is ``resolute``), the default
+release, and releases the index no longer offers (created like an unknown version: ``make
+rootfs: image not found: {ubuntu focal arm64 default}``, orbstack#2152).  Everything else here
+is derived from it; ``orbsim`` reports the codename for a version-number request, as OrbStack
+does (§16 [CAP]).
+
+Sources (§16): Ubuntu ``resolute`` (26.04) default and ``questing`` [OBS]; focal (20.04) removed
+[OBS #2152]; ``nixos:25.11``, ``opensuse:16.0``, ``fedora:43`` seen [OBS].  That those newest
+releases are also their distros' defaults is inferred (OrbStack's default is the newest); the
+Debian default stays ``bookworm`` (§16 is silent; §5 says bookworm).
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
-# CLI token -> (image distro, latest version, cloud-init supported, variant)
+
+@dataclass(frozen=True)
+class Distro:
+    """One distro of the image index.  ``releases`` maps each release offered (as
+    ``image.version`` shows it) to the version number that names it too, or ``None``."""
+
+    image: str
+    default: str
+    releases: dict[str, str | None]
+    cloud_init: bool = True
+    variant: str = "default"
+    #: Releases (and their numbers) the index no longer offers.
+    removed: dict[str, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.default not in self.releases:
+            raise ValueError(f"{self.image}: default {self.default!r} is not offered")
+
+
+def _numbers(*versions: str) -> dict[str, str | None]:
+    """Releases named by their number only (``image.version`` is the number)."""
+    return dict.fromkeys(versions)
+
+
+# CLI token -> distro.  Update here when OrbStack's image index changes (docs/simulator.md).
+TABLE: dict[str, Distro] = {
+    "alma": Distro("almalinux", "9", _numbers("8", "9", "10")),
+    "alpine": Distro("alpine", "3.22", _numbers("3.19", "3.20", "3.21", "3.22", "edge")),
+    "arch": Distro("archlinux", "current", _numbers("current"), cloud_init=False),
+    "centos": Distro("centos", "9-Stream", _numbers("9-Stream", "10-Stream")),
+    "debian": Distro(
+        "debian",
+        "bookworm",
+        {"buster": "10", "bullseye": "11", "bookworm": "12", "trixie": "13", "forky": "14"},
+    ),
+    "devuan": Distro("devuan", "daedalus", {"chimaera": "4", "daedalus": "5"}),
+    "fedora": Distro("fedora", "43", _numbers("40", "41", "42", "43")),
+    "gentoo": Distro("gentoo", "current", _numbers("current"), cloud_init=False, variant="openrc"),
+    "kali": Distro("kali", "current", _numbers("current")),
+    "nixos": Distro("nixos", "25.11", _numbers("25.05", "25.11"), cloud_init=False),
+    "openeuler": Distro("openeuler", "25.03", _numbers("20.03", "22.03", "24.03", "25.03")),
+    "opensuse": Distro("opensuse", "16.0", _numbers("15.6", "16.0", "tumbleweed")),
+    "oracle": Distro("oracle", "9", _numbers("8", "9")),
+    "rocky": Distro("rockylinux", "9", _numbers("8", "9", "10")),
+    "ubuntu": Distro(
+        "ubuntu",
+        "resolute",
+        {
+            "jammy": "22.04",
+            "noble": "24.04",
+            "oracular": "24.10",
+            "plucky": "25.04",
+            "questing": "25.10",
+            "resolute": "26.04",
+        },
+        removed={"focal": "20.04"},
+    ),
+    "void": Distro("voidlinux", "current", _numbers("current"), cloud_init=False),
+}
+
+# -- derived from TABLE (nothing below is data) ------------------------------------------------
+
+# CLI token -> (image distro, default version, cloud-init supported, variant)
 DISTROS: dict[str, tuple[str, str, bool, str]] = {
-    "alma": ("almalinux", "9", True, "default"),
-    "alpine": ("alpine", "3.22", True, "default"),
-    "arch": ("archlinux", "current", False, "default"),
-    "centos": ("centos", "9-Stream", True, "default"),
-    "debian": ("debian", "bookworm", True, "default"),
-    "devuan": ("devuan", "daedalus", True, "default"),
-    "fedora": ("fedora", "42", True, "default"),
-    "gentoo": ("gentoo", "current", False, "openrc"),
-    "kali": ("kali", "current", True, "default"),
-    "nixos": ("nixos", "25.05", False, "default"),
-    "openeuler": ("openeuler", "25.03", True, "default"),
-    "opensuse": ("opensuse", "15.6", True, "default"),
-    "oracle": ("oracle", "9", True, "default"),
-    "rocky": ("rockylinux", "9", True, "default"),
-    "ubuntu": ("ubuntu", "plucky", True, "default"),
-    "void": ("voidlinux", "current", False, "default"),
+    token: (d.image, d.default, d.cloud_init, d.variant) for token, d in TABLE.items()
 }
 # the image names are accepted as tokens too
-_BY_IMAGE = {v[0]: k for k, v in DISTROS.items()}
-
+_BY_IMAGE = {d.image: token for token, d in TABLE.items()}
+#: image distro -> version number -> codename (offered and removed releases alike).
 ALIASES: dict[str, dict[str, str]] = {
-    "debian": {"10": "buster", "11": "bullseye", "12": "bookworm", "13": "trixie", "14": "forky"},
-    "devuan": {"4": "chimaera", "5": "daedalus"},
-    "ubuntu": {
-        "20.04": "focal",
-        "22.04": "jammy",
-        "24.04": "noble",
-        "24.10": "oracular",
-        "25.04": "plucky",
-    },
+    d.image: {
+        number: codename
+        for codename, number in {**d.releases, **d.removed}.items()
+        if number is not None and number != codename
+    }
+    for d in TABLE.values()
 }
-
-# versions the simulated image index knows (anything else: "image not found")
-KNOWN_VERSIONS: dict[str, set[str]] = {
-    "almalinux": {"8", "9", "10"},
-    "alpine": {"3.19", "3.20", "3.21", "3.22", "edge"},
-    "archlinux": {"current"},
-    "centos": {"9-Stream", "10-Stream"},
-    "debian": {"buster", "bullseye", "bookworm", "trixie", "forky"},
-    "devuan": {"chimaera", "daedalus"},
-    "fedora": {"40", "41", "42"},
-    "gentoo": {"current"},
-    "kali": {"current"},
-    "nixos": {"24.11", "25.05"},
-    "openeuler": {"20.03", "22.03", "24.03", "25.03"},
-    "opensuse": {"15.5", "15.6", "tumbleweed"},
-    "oracle": {"8", "9"},
-    "rockylinux": {"8", "9", "10"},
-    "ubuntu": {"focal", "jammy", "noble", "oracular", "plucky"},
-    "voidlinux": {"current"},
-}
+#: image distro -> the releases the simulated index offers (anything else: "image not found").
+KNOWN_VERSIONS: dict[str, set[str]] = {d.image: set(d.releases) for d in TABLE.values()}
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-.]+$")
 RESERVED = frozenset({"default", "vm", "host", "services", "gateway", "k8s", "docker"})
@@ -73,7 +114,7 @@ def split_token(spec: str) -> tuple[str, str | None]:
 
 
 def lookup(token: str) -> tuple[str, str, bool, str] | None:
-    """Return (image distro, latest version, cloud-init ok, variant) for a CLI token."""
+    """Return (image distro, default version, cloud-init ok, variant) for a CLI token."""
     key = token.lower()
     if key in DISTROS:
         return DISTROS[key]
@@ -83,6 +124,7 @@ def lookup(token: str) -> tuple[str, str, bool, str] | None:
 
 
 def resolve_version(distro: str, version: str | None, latest: str) -> str:
+    """The release ``image.version`` shows: the default, or the codename of a version number."""
     if not version:
         return latest
     return ALIASES.get(distro, {}).get(version, version)

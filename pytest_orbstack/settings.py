@@ -31,7 +31,7 @@ class Settings:
 
     executable: str
     backend: Backend = "orbctl"
-    default_image: str = "debian:bookworm"
+    default_image: str = "debian"  # spec.DEFAULT_IMAGE: no release hard-coded
     keep: KeepPolicy = "never"
     reuse: bool = False
     timeout: float | None = None

@@ -24,7 +24,7 @@ ISOLATIONS = ("session", "module", "function")
 #: The marker's (and the factory's) keyword arguments, with what their defaults mean: the one
 #: list the marker's validation and its ``--markers`` help are made from.
 MARKER_ARGS: dict[str, str] = {
-    "image": "'debian:bookworm'",
+    "image": "'debian'",
     "isolation": "'session|module|function'",
     "arch": "None",
     "user": "None",
@@ -50,7 +50,9 @@ RESERVED_NAMES = frozenset({"default", "vm", "host", "services", "gateway", "k8s
 #: Every machine this plugin names starts with this prefix (ownership is still proven by the
 #: registry, never by the prefix alone).
 PREFIX = "orbpt"
-DEFAULT_IMAGE = "debian:bookworm"
+#: No release: the distro's default, whatever OrbStack's image index says it is this month
+#: (docs/orbctl-contract.md §16: releases come and go without an OrbStack release).
+DEFAULT_IMAGE = "debian"
 
 _IMAGE = re.compile(r"^(?P<distro>[a-z]+)(?::(?P<version>[A-Za-z0-9][A-Za-z0-9._-]*))?$")
 _USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -165,7 +167,7 @@ def kwargs_text(values: Mapping[str, Any]) -> str:
 
 
 def marker_signature() -> str:
-    """``orbstack(image='debian:bookworm', isolation=..., ...)`` for ``pytest --markers``."""
+    """``orbstack(image='debian', isolation=..., ...)`` for ``pytest --markers``."""
     return "orbstack(" + ", ".join(f"{k}={v}" for k, v in MARKER_ARGS.items()) + ")"
 
 

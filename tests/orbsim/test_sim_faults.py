@@ -68,7 +68,7 @@ def test_fail_kinds_and_latency(fresh_sim: Sim) -> None:
     off = {"ORBSIM_FAIL": "create=1", "ORBSIM_FAULTS_OFF": "1"}
     assert sim("create", "debian", "k2", env=off).returncode == 0
     res = sim("create", "ubuntu", "k3", env={"ORBSIM_PERMANENT": "create=image"})
-    assert "image not found: {ubuntu plucky amd64 default}" in res.stderr
+    assert "image not found: {ubuntu resolute amd64 default}" in res.stderr
     assert sim("create", "ubuntu", "k3", env={"ORBSIM_PERMANENT": "create=image"}).returncode == 0
 
 

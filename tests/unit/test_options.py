@@ -133,7 +133,7 @@ def usage_error(pytester: pytest.Pytester, *args: str, ini: str = "") -> str:
 def test_defaults(pytester: pytest.Pytester) -> None:
     s = settings(pytester)
     assert s.backend == "auto"
-    assert s.default_image == "debian:bookworm"
+    assert s.default_image == "debian"  # no release hard-coded
     assert s.keep == "never"
     assert s.reuse is False
     assert s.timeout is None

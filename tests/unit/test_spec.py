@@ -395,6 +395,13 @@ def test_marker_signature_lists_every_key() -> None:
         ("debian:trixie", "debian", ["bookworm", "12"], False),
         ("ubuntu:noble", "debian", ["bookworm", "12"], False),
         ("ubuntu:24.04", "ubuntu", ["noble", "24.04"], True),
+        ("ubuntu:26.04", "ubuntu", ["resolute", "26.04"], True),  # 2.2: version numbers
+        ("ubuntu:26.04", "ubuntu", ["noble", "24.04"], False),
+        ("ubuntu:26.04", "debian", ["bookworm", "12"], False),  # a visible substitute
+        ("ubuntu:resolute", "ubuntu", ["resolute", "26.04"], True),
+        ("nixos:25.11", "nixos", ["xantusia", "25.11"], True),
+        ("opensuse:16.0", "opensuse-leap", ["16.0"], True),
+        ("fedora:43", "fedora", ["43"], True),
         ("alpine:3.20", "alpine", ["3.20.3"], True),
         ("alpine:3.2", "alpine", ["3.20.3"], False),
         ("alma:9", "almalinux", ["9.4"], True),
