@@ -51,25 +51,35 @@ systemd.service(name="Run nginx", service="nginx", running=True, enabled=True, _
     + RECORD_FAILED
 )
 
-#: A unit that needs the machine's own identity while it boots: it fails without a machine-id.
-MACHINE_ID_DEPLOY = (
-    """
+
+def oneshot_unit_deploy(unit: str, description: str, command: str) -> str:
+    """A deploy that installs, enables and starts a oneshot unit running ``sh -c COMMAND``."""
+    return f"""
 from io import StringIO
 from pyinfra.operations import files, systemd
 UNIT = '''[Unit]
-Description=Reads the machine id at boot
+Description={description}
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/bin/sh -c 'test -s /etc/machine-id && cat /etc/machine-id >/var/lib/seen-machine-id'
+ExecStart=/bin/sh -c '{command}'
 [Install]
 WantedBy=multi-user.target
 '''
-files.put(name="The unit", src=StringIO(UNIT), dest="/etc/systemd/system/seen-id.service",
+files.put(name="The unit", src=StringIO(UNIT), dest="/etc/systemd/system/{unit}.service",
           _sudo=True)
-systemd.service(name="Enable it", service="seen-id", running=True, enabled=True,
+systemd.service(name="Enable it", service="{unit}", running=True, enabled=True,
                 daemon_reload=True, _sudo=True)
 """
+
+
+#: A unit that needs the machine's own identity while it boots: it fails without a machine-id.
+MACHINE_ID_DEPLOY = (
+    oneshot_unit_deploy(
+        "seen-id",
+        "Reads the machine id at boot",
+        "test -s /etc/machine-id && cat /etc/machine-id >/var/lib/seen-machine-id",
+    )
     + RECORD_FAILED
 )
 
@@ -216,23 +226,12 @@ def test_clones_fail_no_unit_their_template_did_not(
     assert orb_env.wait_until_empty() == []
 
 
-BROKEN_DEPLOY = """
-from io import StringIO
-from pyinfra.operations import files, systemd
-UNIT = '''[Unit]
-Description=Works on the template only
-[Service]
-Type=oneshot
-RemainAfterExit=yes
-ExecStart=/bin/sh -c 'case $(hostname) in *-tpl-*) exit 0 ;; esac; echo broken-in-clone; exit 3'
-[Install]
-WantedBy=multi-user.target
-'''
-files.put(name="The unit", src=StringIO(UNIT), dest="/etc/systemd/system/tpl-only.service",
-          _sudo=True)
-systemd.service(name="Enable it", service="tpl-only", running=True, enabled=True,
-                daemon_reload=True, _sudo=True)
-"""
+#: A unit that works on the template and fails in every clone (it checks the hostname).
+BROKEN_DEPLOY = oneshot_unit_deploy(
+    "tpl-only",
+    "Works on the template only",
+    "case $(hostname) in *-tpl-*) exit 0 ;; esac; echo broken-in-clone; exit 3",
+)
 
 
 def test_a_clone_with_a_unit_its_template_had_not_failed_is_not_ready(
