@@ -69,8 +69,9 @@ def running_machine(ctx: Ctx, key: str | None, *, cmd: str) -> S.Record:
     if eff == "creating":
         raise SimError("cannot transition from creating to starting")
     from . import machines
+    from .host import require_host
 
-    machines.require_host()
+    require_host()
     machines.ensure_running_flag(ctx)
     if eff != "running":
         machines.start_one(ctx, rec["id"], inject=False)

@@ -32,7 +32,7 @@ LAUNCHER = "#!{python}\nimport sys\nfrom orbsim.cli import main\nsys.exit(main()
 
 
 def unusable_reason() -> str | None:
-    from orbsim.machines import host_problem
+    from orbsim.host import host_problem
 
     problem = host_problem()
     return f"{problem} (see `orbsim doctor`)" if problem else None
