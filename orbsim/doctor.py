@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import lxc, net, rootfs
+from . import firewall, lxc, net, rootfs
 from . import state as S
 
 Check = tuple[str, str, str, str]  # (status, what, detail, fix)
@@ -119,7 +119,7 @@ def checks() -> list[Check]:
     except Exception as exc:  # a bad ORBSIM_SUBNET / ORBSIM_BRIDGE
         out.append(("FAIL", "network", str(exc), "fix ORBSIM_SUBNET / ORBSIM_BRIDGE"))
     # firewall
-    drops = net.dropping_forward_chains() if shutil.which("nft") else []
+    drops = firewall.dropping_forward_chains() if shutil.which("nft") else []
     if drops:
         names = ", ".join(f"{f} {t} {c}" for f, t, c in drops)
         out.append(

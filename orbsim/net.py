@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import os
 import re
 import signal
@@ -41,9 +40,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import firewall
 from . import procs as S
 from .errors import SimError
 from .files import read_json, write_json
+from .firewall import TABLE, run_tool
 
 TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
 if TYPE_CHECKING:
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
 DEFAULT_SUBNET = "192.168.139.0/24"
 DEFAULT_BRIDGE = "orbsim0"
 DOMAIN = "orb.local"
-TABLE = "orbsim"
-COMMENT = "orbsim"
 _BRIDGE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$")
 
 
@@ -78,21 +77,6 @@ def wanted_config() -> tuple[str, ipaddress.IPv4Network]:
     if subnet.prefixlen > 28:
         raise SimError(f"ORBSIM_SUBNET: {raw} is too small (at most /28)")
     return bridge, subnet
-
-
-def _run(argv: list[str], *, stdin: str | None = None, check: bool = True) -> str:
-    import subprocess
-
-    res = subprocess.run(
-        argv,
-        input=(stdin or "").encode(),
-        capture_output=True,
-        timeout=60,
-    )
-    if check and res.returncode != 0:
-        msg = (res.stderr or res.stdout).decode(errors="replace").strip()
-        raise SimError(f"network: {' '.join(argv[:4])}: {msg or f'exit {res.returncode}'}")
-    return res.stdout.decode(errors="replace")
 
 
 @contextlib.contextmanager
@@ -126,129 +110,6 @@ def current() -> dict[str, Any] | None:
 
 def bridge_exists(bridge: str) -> bool:
     return Path("/sys/class/net", bridge).exists()
-
-
-def _nft_rules(bridge: str, subnet: ipaddress.IPv4Network) -> str:
-    return f"""table inet {TABLE} {{
-  chain input {{
-    type filter hook input priority 0; policy accept;
-    iifname "{bridge}" udp dport {{ 53, 67 }} accept
-    iifname "{bridge}" tcp dport 53 accept
-  }}
-  chain forward {{
-    type filter hook forward priority 0; policy accept;
-    iifname "{bridge}" accept
-    oifname "{bridge}" ct state related,established accept
-    oifname "{bridge}" accept
-  }}
-  chain postrouting {{
-    type nat hook postrouting priority 100; policy accept;
-    ip saddr {subnet} ip daddr != {subnet} masquerade
-  }}
-}}
-"""
-
-
-def dropping_forward_chains() -> list[tuple[str, str, str]]:
-    """(family, table, chain) of nft base chains on the forward hook whose policy is drop.
-
-    With iptables-nft (Debian/Ubuntu's default), Docker's ``FORWARD`` chain is one of them.
-    """
-    import subprocess
-
-    try:
-        out = _run(["nft", "-j", "list", "chains"], check=True)
-        data = json.loads(out)
-    except (SimError, ValueError, subprocess.SubprocessError, OSError):
-        return []
-    chains = []
-    names: set[tuple[str, str, str]] = set()
-    for item in data.get("nftables", []):
-        ch = item.get("chain")
-        if not ch:
-            continue
-        names.add((ch["family"], ch["table"], ch["name"]))
-        if ch.get("hook") == "forward" and ch.get("policy") == "drop" and ch["table"] != TABLE:
-            chains.append((ch["family"], ch["table"], ch["name"]))
-    out_chains = []
-    for fam, table, chain in chains:
-        # Docker's documented place for user rules is DOCKER-USER, jumped to first from FORWARD
-        if (fam, table, "DOCKER-USER") in names:
-            out_chains.append((fam, table, "DOCKER-USER"))
-        else:
-            out_chains.append((fam, table, chain))
-    return out_chains
-
-
-def _open_forward(bridge: str) -> list[dict[str, Any]]:
-    """Accept the bridge's forwarded traffic in every dropping forward chain; return handles."""
-    import shutil
-    import subprocess
-
-    added: list[dict[str, Any]] = []
-    for fam, table, chain in dropping_forward_chains():
-        for rule in (
-            ["oifname", bridge, "ct", "state", "related,established", "accept"],
-            ["iifname", bridge, "accept"],
-        ):
-            out = _run(
-                [
-                    "nft",
-                    "--echo",
-                    "--handle",
-                    "insert",
-                    "rule",
-                    fam,
-                    table,
-                    chain,
-                    *rule,
-                    "comment",
-                    f'"{COMMENT}"',
-                ]
-            )
-            m = re.search(r"# handle (\d+)", out)
-            if m:
-                added.append({"family": fam, "table": table, "chain": chain, "handle": m.group(1)})
-    # iptables-legacy tables are invisible to nft: handle Docker's FORWARD DROP there too
-    legacy = shutil.which("iptables-legacy")
-    if legacy:
-        res = subprocess.run([legacy, "-S", "FORWARD"], capture_output=True, timeout=30)
-        if res.returncode == 0 and b"-P FORWARD DROP" in res.stdout:
-            chain = "DOCKER-USER" if b"DOCKER-USER" in res.stdout else "FORWARD"
-            for spec in (
-                ["-o", bridge, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"]
-                + ["-j", "ACCEPT"],
-                ["-i", bridge, "-j", "ACCEPT"],
-            ):
-                full = [*spec, "-m", "comment", "--comment", COMMENT]
-                _run([legacy, "-I", chain, *full])
-                added.append({"iptables": legacy, "chain": chain, "spec": full})
-    return added
-
-
-def _close_forward(rules: list[dict[str, Any]]) -> None:
-    import subprocess
-
-    for r in rules:
-        if "iptables" in r:
-            subprocess.run(
-                [r["iptables"], "-D", r["chain"], *r["spec"]], capture_output=True, timeout=30
-            )
-        else:
-            subprocess.run(
-                [
-                    "nft",
-                    "delete",
-                    "rule",
-                    r["family"],
-                    r["table"],
-                    r["chain"],
-                    "handle",
-                    str(r["handle"]),
-                ],
-                capture_output=True,
-                timeout=30,
-            )
 
 
 def _dnsmasq_user() -> str:
@@ -353,7 +214,7 @@ def _up(d: Path) -> dict[str, Any]:
     if not bridge_exists(bridge):
         info["bridge_made"] = True
         write_json(d / "net.json", info)
-        _run(
+        run_tool(
             ["ip", "-batch", "-"],
             stdin=f"link add {bridge} type bridge\n"
             f"addr add {gw}/{subnet.prefixlen} dev {bridge}\n"
@@ -364,13 +225,13 @@ def _up(d: Path) -> dict[str, Any]:
     try:
         # the table's rules are (re)made in one transaction: one left by a killed orbsim is
         # emptied first (no separate listing; deleting a table would cost a grace period)
-        _run(
+        run_tool(
             ["nft", "-f", "-"],
             stdin=f"add table inet {TABLE}\nflush table inet {TABLE}\n"
-            + _nft_rules(bridge, subnet),
+            + firewall.nft_rules(bridge, subnet),
         )
-        _close_forward(info.get("forward_rules") or [])
-        info["forward_rules"] = _open_forward(bridge)
+        firewall.close_forward(info.get("forward_rules") or [])
+        info["forward_rules"] = firewall.open_forward(bridge)
         info["table"] = True
     finally:
         if dns is not None:
@@ -404,7 +265,7 @@ def _down(d: Path, info: dict[str, Any]) -> None:
     procs = [_spawn_quiet(["nft", "delete", "table", "inet", TABLE])]
     if bridge and bridge_exists(bridge):
         procs.append(_spawn_quiet(["ip", "link", "del", bridge]))
-    _close_forward(info.get("forward_rules") or [])
+    firewall.close_forward(info.get("forward_rules") or [])
     if ident is not None and not S.wait_exit(ident, 5):
         S.kill_ident(ident, signal.SIGKILL)
     for proc in procs:
@@ -588,14 +449,3 @@ def gc() -> None:
         return
     with _locked() as d:
         _maybe_down(d)
-
-
-def address_of(home: Path, mid: str) -> str | None:
-    ldir = net_dir() / "leases"
-    if not ldir.is_dir():
-        return None
-    for p in ldir.iterdir():
-        lease = read_json(p)
-        if lease and lease.get("id") == mid and lease.get("home") == str(home):
-            return p.name
-    return None

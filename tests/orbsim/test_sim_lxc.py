@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import pytest
 
-from orbsim import lxc, net
+from orbsim import firewall, lxc, net
 from tests.orbsim.conftest import Sim
 
 # a one-file HTTP server (perl-base is in every Debian minbase): answers every request with
@@ -340,19 +340,19 @@ def test_forward_drop_hosts_get_a_bridge_scoped_rule(sim: Sim, machine: str) -> 
     )
     subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
     try:
-        assert ("ip", table, "FORWARD") in net.dropping_forward_chains()
-        added_all = net._open_forward(info["bridge"])
+        assert ("ip", table, "FORWARD") in firewall.dropping_forward_chains()
+        added_all = firewall.open_forward(info["bridge"])
         added = [r for r in added_all if r.get("table") == table]
         listing = subprocess.run(
             ["nft", "list", "chain", "ip", table, "FORWARD"], capture_output=True, text=True
         ).stdout
         assert f'iifname "{info["bridge"]}" accept comment "orbsim"' in listing
         assert len(added) == 2
-        net._close_forward(added_all)
+        firewall.close_forward(added_all)
         listing = subprocess.run(
             ["nft", "list", "chain", "ip", table, "FORWARD"], capture_output=True, text=True
         ).stdout
-        assert f'comment "{net.COMMENT}"' not in listing
+        assert f'comment "{firewall.COMMENT}"' not in listing
     finally:
         subprocess.run(["nft", "delete", "table", "ip", table], check=False)
 

@@ -3,6 +3,7 @@
 * every module of ``pytest_orbstack`` and ``orbsim`` imports on its own, in a fresh interpreter;
 * the package-internal import graph, read from the source (module-level *and* function-level
   imports; ``if TYPE_CHECKING:`` blocks excluded, since they never run), has no cycle;
+* no simulator module is over ~500 lines without a stated reason;
 * the plugin and the simulator never import each other (they meet only at the ``orbctl`` command
   line);
 * within the plugin only ``orbctl.py`` starts child processes (others on an explicit allow-list,
@@ -405,6 +406,24 @@ def test_no_import_cycle_in_the_simulator() -> None:
     graph = import_graph(read_package(SIMULATOR))
     cycles = strongly_connected(graph)
     assert not cycles, cycles_report(graph, cycles)
+
+
+# -- module size -------------------------------------------------------------------------------
+
+#: Lines above which a simulator module must say why it is one module (CONTRIBUTING.md: "one
+#: module per concern; ~500 lines is a smell").
+SIM_MODULE_LIMIT = 500
+#: Simulator modules allowed over the limit, each with its reason.
+SIM_OVERSIZE_REASONS: dict[str, str] = {}
+
+
+def test_no_simulator_module_over_the_size_limit() -> None:
+    sizes = {m: len(p.read_text().splitlines()) for m, p in discover(SIMULATOR).items()}
+    over = {m: n for m, n in sizes.items() if n > SIM_MODULE_LIMIT}
+    unexplained = {m: n for m, n in over.items() if m not in SIM_OVERSIZE_REASONS}
+    assert not unexplained, f"orbsim modules over {SIM_MODULE_LIMIT} lines: {unexplained}"
+    stale = set(SIM_OVERSIZE_REASONS) - set(over)
+    assert not stale, f"no longer over the limit (drop their reason): {stale}"
 
 
 # -- boundaries --------------------------------------------------------------------------------
