@@ -66,6 +66,8 @@ OPTIONS = (
     Option("max-creates", "cap on concurrent machine creates/clones across all xdist workers "
            "(0 = no cap)", "ORBSTACK_MAX_CREATES", "0", metavar="N"),
     Option("report", "write a JSON report of machines and timings to PATH", None, metavar="PATH"),
+    Option("timeline", "write the run's timeline to PATH: one self-contained HTML file (lanes "
+           "per worker, machine phases, test bodies, waits)", None, metavar="PATH"),
     Option("pool-size", "fresh machines prepared ahead of demand, per spec and worker: auto "
            "(default: enough to cover the measured preparation time over the measured test "
            "time), a number, or 0 = off",
@@ -144,6 +146,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
     max_creates = get("max-creates", _non_negative_int)
     pool_size = get("pool-size", _pool_size)
     report = get("report")
+    timeline = get("timeline")
     explicit = get("orbctl")
     executable = _executable(backend, explicit)
     state_dir = default_state_dir()
@@ -159,6 +162,7 @@ def settings_from_config(config: pytest.Config) -> Settings:
         pool_size=pool_size,
         report_path=Path(report).expanduser().resolve() if report else None,
         start_orbstack=not get("no-start", _bool),
+        timeline_path=Path(timeline).expanduser().resolve() if timeline else None,
         state_dir=state_dir,
         registry_key=_registry_key(backend, executable),
     )

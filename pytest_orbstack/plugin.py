@@ -476,6 +476,10 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     machines = item.stash.get(machines_key, [])
+    if machines and call.when == "call":
+        item.config.stash[state_key].recorder.test_body(
+            item.nodeid, call.start, call.stop, [m.name for m in machines], report.outcome
+        )
     if report.failed and machines and report.when in ("setup", "call"):
         state = item.config.stash[state_key]
         for machine in machines:

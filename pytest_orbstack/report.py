@@ -1,20 +1,74 @@
-"""What the run cost: per-machine and per-test timings, the terminal summary, the JSON report.
+"""What the run cost: per-machine and per-test timings, the events of the run (what happened
+when, where), the terminal summary, the JSON report, and merging reports (xdist workers; CI
+shards).
 
 Each process keeps a :class:`Recorder`.  Under xdist every worker writes its recorder to the
-run's shared directory at the end, and the controller merges them for the summary.
+run's shared directory at the end, and the controller merges them for the summary.  The report's
+format is documented in docs/report.md (:data:`FORMAT` is its version).
+
+``python -m pytest_orbstack.report timeline|summary|merge REPORT.json ...`` works on written
+reports (several shards' at once): see :func:`main`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 PHASES = ("create", "clone", "start", "ready", "deploy", "delete")
+#: The JSON report's format: 1 had no ``format`` key and no events; 2 adds ``events``,
+#: ``started``/``finished`` and ``runs`` (docs/report.md).
+FORMAT = 2
+#: What an event is: a machine's lifecycle phase, a test body, a test's wait for its machines,
+#: a deploy a test ran.
+EventKind = Literal["phase", "test", "wait", "deploy"]
+EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
+
+
+@dataclass
+class Event:
+    """One span of the run, in wall-clock seconds (``time.time()``, comparable across
+    processes and, roughly, across CI runners)."""
+
+    kind: EventKind
+    start: float
+    end: float
+    #: The process that did it: ``main`` (the only process, or the xdist controller), ``gw0``...
+    worker: str
+    #: ``main`` for the thread that runs tests, else the background thread's name.
+    thread: str
+    machines: list[str] = field(default_factory=list)
+    phase: str | None = None  # kind "phase": create, clone, start, ready, deploy, stop, delete
+    nodeid: str | None = None  # kinds "test", "wait", "deploy"
+    #: test: pytest's outcome (passed, failed, skipped); phase and deploy: ok, failed.
+    outcome: str | None = None
+    target: str | None = None  # kind "deploy": the deploy file
+    #: Which run (CI shard) it belongs to; set when reports of several runs are merged.
+    run: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        data["start"], data["end"] = round(self.start, 3), round(self.end, 3)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Event:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _thread() -> str:
+    current = threading.current_thread()
+    return "main" if current is threading.main_thread() else current.name
 
 
 @dataclass
@@ -67,7 +121,12 @@ class TestStats:
 
 
 class Recorder:
-    def __init__(self) -> None:
+    def __init__(self, worker: str = "main") -> None:
+        self.worker = worker
+        self.events: list[Event] = []
+        #: Runs whose reports were merged in (CI shards), in order.
+        self.runs: list[str] = []
+        self.run_finished: float | None = None
         self.machines: dict[str, MachineStats] = {}
         self.tests: dict[str, TestStats] = {}
         self.orbctl_calls: dict[str, int] = {}
@@ -84,6 +143,17 @@ class Recorder:
     def test_started(self) -> None:
         if self.first_test is None:
             self.first_test = time.time()
+
+    def event(self, kind: EventKind, start: float, end: float, **fields: Any) -> Event:
+        event = Event(kind, start, end, self.worker, _thread(), **fields)
+        self.events.append(event)  # list.append is atomic: background threads record too
+        return event
+
+    def test_body(
+        self, nodeid: str, start: float, end: float, machines: Sequence[str], outcome: str
+    ) -> None:
+        """A test body that used machines ran from ``start`` to ``end`` (pytest's call times)."""
+        self.event("test", start, end, machines=list(machines), nodeid=nodeid, outcome=outcome)
 
     @property
     def time_to_first_test(self) -> float | None:
@@ -102,42 +172,58 @@ class Recorder:
 
     @contextmanager
     def phase(self, name: str, phase: str) -> Iterator[None]:
-        started = time.monotonic()
-        try:
+        with self.shared_phase([name], phase):
             yield
-        finally:
-            stats = self.machines.get(name)
-            if stats is not None:
-                stats.phases[phase] = stats.phases.get(phase, 0.0) + time.monotonic() - started
 
     @contextmanager
     def shared_phase(self, names: Sequence[str], phase: str) -> Iterator[None]:
-        """Time one step done for several machines at once (a batched delete): each gets an
-        equal share."""
-        started = time.monotonic()
+        """Time one step done for one machine, or for several at once (a batched delete: each
+        gets an equal share of the time, and the event names them all)."""
+        wall, started = time.time(), time.monotonic()
+        outcome = "failed"
         try:
             yield
+            outcome = "ok"
         finally:
-            share = (time.monotonic() - started) / max(1, len(names))
-            for name in names:
-                stats = self.machines.get(name)
-                if stats is not None:
-                    stats.phases[phase] = stats.phases.get(phase, 0.0) + share
+            elapsed = time.monotonic() - started
+            share = elapsed / max(1, len(names))
+            known = [name for name in names if name in self.machines]
+            for name in known:
+                stats = self.machines[name]
+                stats.phases[phase] = stats.phases.get(phase, 0.0) + share
+            if known:
+                self.event(
+                    "phase", wall, wall + elapsed, machines=known, phase=phase, outcome=outcome
+                )
 
     def served(self, name: str, nodeid: str, waited: float) -> None:
+        """``nodeid`` was given machine ``name`` after waiting ``waited`` seconds (just now)."""
         if name in self.machines:
             self.machines[name].tests += 1
         test = self.tests.setdefault(nodeid, TestStats(nodeid))
         test.machines.append(name)
         test.waited += waited
+        now = time.time()
+        self.event("wait", now - waited, now, machines=[name], nodeid=nodeid)
 
     def topology(self, nodeid: str, groups: dict[str, list[str]]) -> None:
         """A test was given machines in groups (``orb_inventory``)."""
         self.tests.setdefault(nodeid, TestStats(nodeid)).groups = dict(groups)
 
     def deployed(self, nodeid: str, deploy: DeployStats) -> None:
-        """A test ran a deploy (its time is the test's, not a machine's lifecycle)."""
+        """A test ran a deploy, which just ended (its time is the test's, not a machine's
+        lifecycle)."""
         self.tests.setdefault(nodeid, TestStats(nodeid)).deploys.append(deploy)
+        now = time.time()
+        self.event(
+            "deploy",
+            now - deploy.seconds,
+            now,
+            machines=[deploy.machine],
+            nodeid=nodeid,
+            target=deploy.target,
+            outcome="ok" if deploy.ok else "failed",
+        )
 
     def count_call(self, argv: Sequence[str], rc: int | None, seconds: float) -> None:
         cmd = argv[1] if len(argv) > 1 else "?"
@@ -151,6 +237,11 @@ class Recorder:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "format": FORMAT,
+            "started": self.run_started,
+            "finished": self.run_finished,
+            "runs": self.runs,
+            "events": [e.to_json() for e in sorted(self.events, key=lambda e: e.start)],
             "machines": [asdict(m) for m in self.machines.values()],
             "tests": [
                 {**asdict(t), "deploy_seconds": round(t.deploy_seconds, 3)}
@@ -162,7 +253,21 @@ class Recorder:
             "orbstack_start": self.orbstack_start,
         }
 
-    def merge(self, data: dict[str, Any]) -> None:
+    def merge(self, data: dict[str, Any], *, run: str | None = None) -> None:
+        """Add a worker's fragment (same run), or with ``run`` another run's report (a CI
+        shard: its events are tagged with it)."""
+        for e in data.get("events", []):
+            event = Event.from_json(e)
+            event.run = event.run or run
+            self.events.append(event)
+        for theirs_run in [*data.get("runs", []), *([run] if run else [])]:
+            if theirs_run not in self.runs:
+                self.runs.append(theirs_run)
+        started, finished = data.get("started"), data.get("finished")
+        if started is not None:
+            self.run_started = min(float(started), self.run_started or float(started))
+        if finished is not None:
+            self.run_finished = max(float(finished), self.run_finished or float(finished))
         for m in data.get("machines", []):
             mine = self.machines.get(m["name"])
             if mine is None:
@@ -262,8 +367,82 @@ def topology_lines(rec: Recorder) -> list[str]:
 
 def write_json(path: Path, rec: Recorder, extra: dict[str, Any] | None = None) -> None:
     data = {**rec.to_json(), **(extra or {})}
+    _write(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+def write_timeline(path: Path, rec: Recorder, extra: dict[str, Any] | None = None) -> None:
+    """The run's timeline picture (:mod:`pytest_orbstack.timeline`), one HTML file."""
+    from pytest_orbstack.timeline import render
+
+    _write(path, render({**rec.to_json(), **(extra or {})}, summary_lines(rec, verbose=True)))
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomically: a reader (a CI upload step, a browser) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class ReportError(Exception):
+    """A report file that cannot be read, or is of a format without events."""
+
+
+def load_reports(paths: Sequence[Path]) -> Recorder:
+    """Merge written reports (a run's, or several CI shards') into one recorder; each report's
+    events are tagged with its run id."""
+    rec = Recorder()
+    seen: set[str] = set()
+    for i, path in enumerate(paths):
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ReportError(f"{path}: not a readable JSON report ({exc})") from None
+        if not isinstance(data, dict) or "machines" not in data:
+            raise ReportError(f"{path}: not a pytest-orbstack report (no 'machines')")
+        if int(data.get("format", 1)) < 2:
+            raise ReportError(
+                f"{path}: report format {data.get('format', 1)} has no events; "
+                f"write it with this version of pytest-orbstack (format {FORMAT})"
+            )
+        run = str(data.get("run_id") or f"report-{i + 1}")
+        if run in seen:
+            raise ReportError(f"{path}: run {run} was given twice")
+        seen.add(run)
+        rec.merge(data, run=run)
+    return rec
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pytest_orbstack.report {timeline,summary,merge} REPORT.json [MORE.json ...]``:
+    the timeline picture, the terminal summary, or one merged report, of one run's report or
+    several CI shards' reports together."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_orbstack.report", description=main.__doc__
+    )
+    parser.add_argument("command", choices=("timeline", "summary", "merge"))
+    parser.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
+    parser.add_argument("-o", "--output", type=Path, help="where to write (timeline, merge)")
+    args = parser.parse_args(argv)
+    if args.command != "summary" and args.output is None:
+        parser.error(f"{args.command} needs -o PATH")
+    try:
+        rec = load_reports(args.reports)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "timeline":
+        write_timeline(args.output, rec)
+    elif args.command == "merge":
+        write_json(args.output, rec)
+    print("\n".join(summary_lines(rec, verbose=True)) or "no machines in the report(s)")
+    if args.output is not None:
+        print(f"wrote {args.output}")
+    return 0
 
 
 def failure_section(name: str, facts: Iterable[str], commands: Iterable[str], log_tail: str) -> str:
@@ -279,12 +458,24 @@ def failure_section(name: str, facts: Iterable[str], commands: Iterable[str], lo
 
 
 __all__ = [
+    "EVENT_KINDS",
+    "FORMAT",
     "PHASES",
+    "Event",
+    "EventKind",
+    "ReportError",
     "DeployStats",
     "MachineStats",
     "Recorder",
     "TestStats",
     "failure_section",
+    "load_reports",
+    "main",
     "summary_lines",
     "write_json",
+    "write_timeline",
 ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

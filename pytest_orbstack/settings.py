@@ -43,6 +43,7 @@ class Settings:
     report_path: Path | None = None
     #: Start a stopped OrbStack (``orbctl start``) instead of skipping (``--orbstack-no-start``).
     start_orbstack: bool = True
+    timeline_path: Path | None = None  # --orbstack-timeline: the HTML picture of the run
     state_dir: Path = Path(".")
     registry_key: str = ""
 

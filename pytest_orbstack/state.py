@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from pytest_orbstack.errors import ConfigError
 from pytest_orbstack.lifecycle import MachineManager
 from pytest_orbstack.orbctl import Orbctl
 from pytest_orbstack.registry import Owner, Registry
-from pytest_orbstack.report import DeployStats, Recorder, write_json
+from pytest_orbstack.report import DeployStats, Recorder, write_json, write_timeline
 from pytest_orbstack.retry import RetryPolicy
 from pytest_orbstack.settings import RunContext, Settings
 from pytest_orbstack.spec import MachineSpec, build_spec, kwargs_text, new_run_id
@@ -71,6 +72,9 @@ class OrbState:
     _probed: bool = False
     failed_machines: set[str] = field(default_factory=set)
     current_test: str | None = None
+
+    def __post_init__(self) -> None:
+        self.recorder.worker = self.run.worker  # events say which process did what
 
     @property
     def registry(self) -> Registry:
@@ -203,12 +207,12 @@ class OrbState:
             self.manager().finish_run(
                 failed=self.failed_machines, unclaimed=SharedPool(self.run.shared).leftovers()
             )
+        self.recorder.run_finished = time.time()
+        extra = {"run_id": self.run.run_id, "backend": self.settings.backend}
         if self.settings.report_path is not None:
-            write_json(
-                self.settings.report_path,
-                self.recorder,
-                {"run_id": self.run.run_id, "backend": self.settings.backend},
-            )
+            write_json(self.settings.report_path, self.recorder, extra)
+        if self.settings.timeline_path is not None:
+            write_timeline(self.settings.timeline_path, self.recorder, extra)
 
     def reap_dead_runs(self) -> list[str]:
         """Start-up reaper: delete machines of earlier runs whose owner died."""

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_orbstack import report
-from pytest_orbstack.report import Recorder, summary_lines, write_json
+from pytest_orbstack.report import DeployStats, Recorder, summary_lines, write_json
 
 
 class Clock:
@@ -24,6 +24,9 @@ class Clock:
 
     def monotonic(self) -> float:
         return self.now
+
+    def time(self) -> float:  # wall clock: the same fake time, offset as real clocks are
+        return self.now + 1_700_000_000.0
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
@@ -315,3 +318,192 @@ def test_write_json_roundtrip(tmp_path: Path, clock: Clock) -> None:
     assert again.machines == rec.machines
     assert again.orbctl_calls == rec.orbctl_calls
     assert set(again.tests) == set(rec.tests)
+
+
+# -- events (format 2) -------------------------------------------------------------------------
+
+WALL = 1_700_000_000.0  # Clock.time() - Clock.monotonic()
+
+
+def test_phase_events_have_wall_clock_times_worker_and_thread(clock: Clock) -> None:
+    rec = Recorder(worker="gw3")
+    rec.machine("m", "debian", "function", "function")
+    with rec.phase("m", "clone"):
+        clock.advance(2.0)
+
+    def failing_start() -> None:
+        with rec.phase("m", "start"):
+            clock.advance(0.5)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        failing_start()
+    clone, start = rec.events
+    assert (clone.kind, clone.phase, clone.machines, clone.outcome) == (
+        "phase",
+        "clone",
+        ["m"],
+        "ok",
+    )
+    assert (clone.start, clone.end) == (WALL + 1000.0, WALL + 1002.0)
+    assert (start.start, start.end, start.outcome) == (WALL + 1002.0, WALL + 1002.5, "failed")
+    assert {(e.worker, e.thread) for e in rec.events} == {("gw3", "main")}
+
+
+def test_background_threads_are_named_in_events(clock: Clock) -> None:
+    import threading
+
+    rec = Recorder()
+    rec.machine("m", "debian", "function", "function")
+
+    def prepare() -> None:
+        with rec.phase("m", "clone"):
+            clock.advance(1.0)
+
+    thread = threading.Thread(target=prepare, name="orbstack-supply_4")
+    thread.start()
+    thread.join()
+    assert [e.thread for e in rec.events] == ["orbstack-supply_4"]
+
+
+def test_shared_phase_is_one_event_naming_every_machine(clock: Clock) -> None:
+    rec = Recorder()
+    for name in ("a", "b"):
+        rec.machine(name, "debian", "function", "function")
+    with rec.shared_phase(["a", "ghost", "b"], "delete"):
+        clock.advance(3.0)
+    [event] = rec.events
+    assert event.machines == ["a", "b"]  # only machines of this run's report
+    assert event.end - event.start == 3.0
+
+
+def test_no_event_for_an_unknown_machine(clock: Clock) -> None:
+    rec = Recorder()
+    with rec.phase("ghost", "create"):
+        clock.advance(1.0)
+    assert rec.events == []
+
+
+def test_waits_deploys_and_test_bodies_are_events(clock: Clock) -> None:
+    rec = Recorder(worker="gw0")
+    rec.machine("m", "debian", "function", "function")
+    clock.advance(5.0)
+    rec.served("m", "t.py::a", 2.0)  # waited the last two seconds
+    rec.deployed("t.py::a", DeployStats("m", "deploys/web.py", 1.5, ok=False, changed=True))
+    rec.test_body("t.py::a", WALL + 1005.0, WALL + 1008.0, ["m"], "failed")
+    wait, deploy, body = rec.events
+    assert (wait.kind, wait.start, wait.end, wait.nodeid) == (
+        "wait",
+        WALL + 1003.0,
+        WALL + 1005.0,
+        "t.py::a",
+    )
+    assert (deploy.kind, deploy.target, deploy.outcome) == ("deploy", "deploys/web.py", "failed")
+    assert deploy.end - deploy.start == 1.5
+    assert (body.kind, body.machines, body.outcome) == ("test", ["m"], "failed")
+
+
+def test_report_format_2_sorts_events_and_keeps_run_times(clock: Clock) -> None:
+    rec = Recorder()
+    rec.machine("m", "debian", "function", "function")
+    rec.run_started = WALL + 999.0
+    rec.test_body("t.py::late", WALL + 1010.0, WALL + 1011.0, ["m"], "passed")
+    with rec.phase("m", "create"):
+        clock.advance(1.0)
+    rec.run_finished = WALL + 1020.0
+    data = roundtrip(rec)
+    assert data["format"] == report.FORMAT == 2
+    assert [e["kind"] for e in data["events"]] == ["phase", "test"]  # by start time
+    assert (data["started"], data["finished"]) == (WALL + 999.0, WALL + 1020.0)
+    assert "run" not in data["events"][0]  # unset fields are left out
+
+
+def test_merging_worker_fragments_keeps_every_event(clock: Clock) -> None:
+    controller = Recorder()
+    controller.run_started = WALL + 990.0
+    fragments = []
+    for worker_id in ("gw0", "gw1"):
+        rec = Recorder(worker=worker_id)
+        rec.machine(f"m-{worker_id}", "debian", "function", "function")
+        with rec.phase(f"m-{worker_id}", "clone"):
+            clock.advance(1.0)
+        rec.served(f"m-{worker_id}", f"t.py::{worker_id}", 0.5)
+        fragments.append(roundtrip(rec))
+    for fragment in fragments:
+        controller.merge(fragment)
+    merged = roundtrip(controller)
+    assert len(merged["events"]) == 4
+    assert {(e["worker"], e["kind"]) for e in merged["events"]} == {
+        ("gw0", "phase"), ("gw0", "wait"), ("gw1", "phase"), ("gw1", "wait"),
+    }  # fmt: skip
+    assert merged["started"] == WALL + 990.0  # the workers know no start: the controller's
+    assert merged["runs"] == []  # one run: events carry no run tag
+
+
+def shard_report(tmp_path: Path, clock: Clock, run_id: str, test: str) -> Path:
+    rec = Recorder(worker="gw0")
+    rec.run_started = clock.time()
+    rec.machine(f"orbpt-{run_id}-f-1", "debian", "function", "function").outcome = "deleted"
+    with rec.phase(f"orbpt-{run_id}-f-1", "clone"):
+        clock.advance(2.0)
+    rec.served(f"orbpt-{run_id}-f-1", test, 2.0)
+    rec.test_body(test, clock.time(), clock.time() + 1.0, [f"orbpt-{run_id}-f-1"], "passed")
+    rec.run_finished = clock.time() + 1.5
+    path = tmp_path / f"report-{run_id}.json"
+    write_json(path, rec, {"run_id": run_id, "backend": "sim"})
+    return path
+
+
+def test_load_reports_merges_shards_and_tags_their_events(tmp_path: Path, clock: Clock) -> None:
+    one = shard_report(tmp_path, clock, "aaaaaa", "t.py::a")
+    two = shard_report(tmp_path, clock, "bbbbbb", "t.py::b")
+    rec = report.load_reports([one, two])
+    assert rec.runs == ["aaaaaa", "bbbbbb"]
+    assert {e.run for e in rec.events} == {"aaaaaa", "bbbbbb"}
+    assert set(rec.tests) == {"t.py::a", "t.py::b"}
+    assert rec.run_started == json.loads(one.read_text())["started"]
+    assert rec.run_finished == json.loads(two.read_text())["finished"]
+    assert counts_line(summary_lines(rec)).startswith(
+        "2 machine(s): 2 created, 0 reused, 2 deleted"
+    )
+    # merged once more (a merged report merged with a third shard): the tags survive
+    merged = tmp_path / "merged.json"
+    write_json(merged, rec)
+    three = shard_report(tmp_path, clock, "cccccc", "t.py::c")
+    again = report.load_reports([merged, three])
+    assert {e.run for e in again.events} == {"aaaaaa", "bbbbbb", "cccccc"}
+
+
+def test_load_reports_refuses_what_it_cannot_draw(tmp_path: Path, clock: Clock) -> None:
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"machines": [], "tests": []}))  # format 1: no events
+    with pytest.raises(report.ReportError, match="format 1 has no events"):
+        report.load_reports([old])
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    with pytest.raises(report.ReportError, match="not a readable JSON report"):
+        report.load_reports([junk])
+    one = shard_report(tmp_path, clock, "aaaaaa", "t.py::a")
+    with pytest.raises(report.ReportError, match="run aaaaaa was given twice"):
+        report.load_reports([one, one])
+
+
+def test_cli_timeline_merge_and_summary(
+    tmp_path: Path, clock: Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = shard_report(tmp_path, clock, "aaaaaa", "t.py::a")
+    two = shard_report(tmp_path, clock, "bbbbbb", "t.py::b")
+    page = tmp_path / "out" / "timeline.html"
+    assert report.main(["timeline", str(one), str(two), "-o", str(page)]) == 0
+    text = page.read_text()
+    assert "orbpt-aaaaaa-f-1" in text and "orbpt-bbbbbb-f-1" in text
+    assert "2 machine(s): 2 created" in capsys.readouterr().out
+    merged = tmp_path / "merged.json"
+    assert report.main(["merge", str(one), str(two), "-o", str(merged)]) == 0
+    assert len(json.loads(merged.read_text())["tests"]) == 2
+    assert report.main(["summary", str(merged)]) == 0
+    assert "t.py::a" in capsys.readouterr().out
+    assert report.main(["summary", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json: not a readable JSON report" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        report.main(["timeline", str(one)])  # no -o
