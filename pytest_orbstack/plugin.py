@@ -273,7 +273,7 @@ def orb_vm(
     started = time.monotonic()
     with _clear_errors(spec):
         machine = _orb_vm(spec, request, _orb_state, _orb_module_scope, _orb_function_scope)
-    _served(_orb_state, request.node, machine, time.monotonic() - started)
+    _served(_orb_state, request.node, machine, time.monotonic() - started, spec.isolation)
     return machine
 
 
@@ -330,7 +330,8 @@ def _factory(
             else:
                 machine = scope.fresh(spec, kind, "f")
                 scope.extra.append(machine)
-        _served(state, request.node, machine, time.monotonic() - started)
+        role = "session" if spec.isolation == "session" else "factory"
+        _served(state, request.node, machine, time.monotonic() - started, role)
         return machine
 
     return make
@@ -418,8 +419,8 @@ def orb_deploy(request: pytest.FixtureRequest) -> Callable[..., Any]:
     return deploy
 
 
-def _served(state: OrbState, item: Any, machine: Machine, waited: float) -> None:
-    state.recorder.served(machine.name, item.nodeid, waited)
+def _served(state: OrbState, item: Any, machine: Machine, waited: float, role: str) -> None:
+    state.recorder.served(machine.name, item.nodeid, waited, role=role)
     item.stash.setdefault(machines_key, []).append(machine)
     machine.on_deploy = state.deployed_in_test
 
@@ -474,8 +475,11 @@ def pytest_runtest_call(item: pytest.Item) -> None:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
     machines = item.stash.get(machines_key, [])
+    if machines and call.when == "teardown":  # pytest's junitxml reads the teardown report's
+        recorder = item.config.stash[state_key].recorder
+        item.user_properties.extend(recorder.junit_properties(item.nodeid))
+    report = yield
     if machines and call.when == "call":
         item.config.stash[state_key].recorder.test_body(
             item.nodeid, call.start, call.stop, [m.name for m in machines], report.outcome

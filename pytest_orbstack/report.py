@@ -114,6 +114,9 @@ class TestStats:
     deploys: list[DeployStats] = field(default_factory=list)
     #: The test's topology (``orb_inventory``): group -> machine names.
     groups: dict[str, list[str]] = field(default_factory=dict)
+    #: How the test got each machine: ``session``, ``module``, ``function`` (``orb_vm``'s
+    #: isolation) or ``factory``.
+    roles: dict[str, str] = field(default_factory=dict)
 
     @property
     def deploy_seconds(self) -> float:
@@ -196,12 +199,15 @@ class Recorder:
                     "phase", wall, wall + elapsed, machines=known, phase=phase, outcome=outcome
                 )
 
-    def served(self, name: str, nodeid: str, waited: float) -> None:
-        """``nodeid`` was given machine ``name`` after waiting ``waited`` seconds (just now)."""
+    def served(self, name: str, nodeid: str, waited: float, role: str | None = None) -> None:
+        """``nodeid`` was given machine ``name`` (as ``role``) after waiting ``waited``
+        seconds, just now."""
         if name in self.machines:
             self.machines[name].tests += 1
         test = self.tests.setdefault(nodeid, TestStats(nodeid))
         test.machines.append(name)
+        if role is not None:
+            test.roles[name] = role
         test.waited += waited
         now = time.time()
         self.event("wait", now - waited, now, machines=[name], nodeid=nodeid)
@@ -224,6 +230,36 @@ class Recorder:
             target=deploy.target,
             outcome="ok" if deploy.ok else "failed",
         )
+
+    def junit_properties(self, nodeid: str) -> list[tuple[str, str]]:
+        """What ``nodeid`` had of machines, as JUnit XML ``<property>`` pairs: per machine its
+        name, image (and the image it really is), role; the seconds it waited; per deploy it
+        ran, the file, the outcome and the seconds."""
+        test = self.tests.get(nodeid)
+        if test is None:
+            return []
+        props: list[tuple[str, str]] = []
+        for i, name in enumerate(dict.fromkeys(test.machines)):
+            stats = self.machines.get(name)
+            props.append((f"orbstack.machine.{i}.name", name))
+            if stats is not None:
+                props.append((f"orbstack.machine.{i}.image", stats.image))
+                if stats.actual_image:
+                    props.append((f"orbstack.machine.{i}.actual_image", stats.actual_image))
+            role = test.roles.get(name) or (stats.kind if stats is not None else None)
+            if role:
+                props.append((f"orbstack.machine.{i}.role", role))
+
+        props.append(("orbstack.waited", f"{test.waited:.3f}"))
+        for i, deploy in enumerate(test.deploys):
+            outcome = ("changed" if deploy.changed else "ok") if deploy.ok else "failed"
+            props += [
+                (f"orbstack.deploy.{i}.file", deploy.target),
+                (f"orbstack.deploy.{i}.machine", deploy.machine),
+                (f"orbstack.deploy.{i}.outcome", outcome),
+                (f"orbstack.deploy.{i}.seconds", f"{deploy.seconds:.3f}"),
+            ]
+        return props
 
     def count_call(self, argv: Sequence[str], rc: int | None, seconds: float) -> None:
         cmd = argv[1] if len(argv) > 1 else "?"

@@ -507,3 +507,33 @@ def test_cli_timeline_merge_and_summary(
     assert "missing.json: not a readable JSON report" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         report.main(["timeline", str(one)])  # no -o
+
+
+def test_junit_properties_name_machines_wait_and_deploys(clock: Clock) -> None:
+    rec = Recorder()
+    rec.machine("s", "ubuntu:noble", "session", "session").actual_image = "debian bookworm"
+    rec.machine("f", "debian", "function", "function")
+    rec.served("s", "t.py::a", 1.25, role="session")
+    rec.served("f", "t.py::a", 0.5, role="factory")
+    rec.served("s", "t.py::a", 0.0, role="session")  # asked for twice: listed once
+    rec.deployed("t.py::a", DeployStats("f", "web.py", 2.5, ok=True, changed=True))
+    rec.deployed("t.py::a", DeployStats("f", "web.py", 1.0, ok=False, changed=False))
+    assert rec.junit_properties("t.py::a") == [
+        ("orbstack.machine.0.name", "s"),
+        ("orbstack.machine.0.image", "ubuntu:noble"),
+        ("orbstack.machine.0.actual_image", "debian bookworm"),
+        ("orbstack.machine.0.role", "session"),
+        ("orbstack.machine.1.name", "f"),
+        ("orbstack.machine.1.image", "debian"),
+        ("orbstack.machine.1.role", "factory"),
+        ("orbstack.waited", "1.750"),
+        ("orbstack.deploy.0.file", "web.py"),
+        ("orbstack.deploy.0.machine", "f"),
+        ("orbstack.deploy.0.outcome", "changed"),
+        ("orbstack.deploy.0.seconds", "2.500"),
+        ("orbstack.deploy.1.file", "web.py"),
+        ("orbstack.deploy.1.machine", "f"),
+        ("orbstack.deploy.1.outcome", "failed"),
+        ("orbstack.deploy.1.seconds", "1.000"),
+    ]
+    assert rec.junit_properties("t.py::unknown") == []
