@@ -40,6 +40,7 @@ from pytest_orbstack.cloning import (
     ready_script,
 )
 from pytest_orbstack.coordination import MissingIpRecord
+from pytest_orbstack.deploy.results import DeployError
 from pytest_orbstack.errors import (
     MachineExistsError,
     MachineNotFoundError,
@@ -540,7 +541,14 @@ class MachineManager:
 
         assert spec.deploy is not None
         with self.recorder.phase(machine.name, "deploy"):
-            run_deploy([machine], spec.deploy, data=spec.deploy_data, config=spec.deploy_config)
+            try:
+                run_deploy([machine], spec.deploy, data=spec.deploy_data, config=spec.deploy_config)
+            except DeployError as exc:
+                # The machine is removed next: say what it looked like while it still exists.
+                from pytest_orbstack.diagnostics import provision_failure
+
+                details = provision_failure(machine, exc.results.values())
+                raise ProvisionError(f"{exc}\n{details}") from exc
 
     def _cleanup_failed(self, name: str) -> None:
         """A machine failed half-way: remove it (and its record); never raise over the cause."""

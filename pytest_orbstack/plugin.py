@@ -27,10 +27,7 @@ from pytest_orbstack.lifecycle import label_for
 from pytest_orbstack.machine import Machine
 from pytest_orbstack.orbctl import Orbctl
 from pytest_orbstack.policy import demand_unit, keep_after_use, no_test_mode
-from pytest_orbstack.report import (
-    failure_section,
-    summary_lines,
-)
+from pytest_orbstack.report import summary_lines
 from pytest_orbstack.spec import MachineSpec, build_spec, kwargs_text, marker_signature
 from pytest_orbstack.state import OrbState, run_context, will_run
 from pytest_orbstack.topology import (
@@ -487,23 +484,15 @@ def pytest_runtest_makereport(
     if report.failed and machines and report.when in ("setup", "call"):
         state = item.config.stash[state_key]
         for machine in machines:
-            report.sections.append((f"orbstack machine {machine.name}", _details(machine)))
+            report.sections.append((f"orbstack machine {machine.name}", _details(state, machine)))
             state.failed_machines.add(machine.name)
     return report
 
 
-def _details(machine: Machine) -> str:
-    facts = [f"spec: {machine.spec.describe() if machine.spec else '?'}"]
-    log_tail = ""
-    try:
-        info = machine.info()
-        facts.append(f"state: {info.state}, ip4: {info.ip4 or '-'}, image: {info.record.image}")
-        log_tail = machine.logs()[-4000:]
-    except OrbstackError as exc:
-        facts.append(f"(could not inspect it: {exc})")
-    facts.append(f"log in: orb -m {machine.name}   or   ssh {machine.ssh_destination}")
-    commands = [f"$ {r.argv!r} -> {r.returncode}" for r in machine.history]
-    return failure_section(machine.name, facts, commands[-10:], log_tail)
+def _details(state: OrbState, machine: Machine) -> str:
+    from pytest_orbstack.diagnostics import machine_details
+
+    return machine_details(machine, sorted(state.touched_units.get(machine.name, ())))
 
 
 @pytest.hookimpl(trylast=True)

@@ -481,7 +481,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def failure_section(name: str, facts: Iterable[str], commands: Iterable[str], log_tail: str) -> str:
+def failure_section(
+    name: str,
+    facts: Iterable[str],
+    commands: Iterable[str],
+    log_tail: str,
+    extra: Iterable[tuple[str, str]] = (),
+) -> str:
+    """A failing test's section about one machine: facts, the last commands, the console log's
+    tail (already tidied and bounded: :mod:`pytest_orbstack.diagnostics`) and ``extra`` titled
+    parts (``systemctl --failed``, journal tails)."""
     lines = [f"machine {name}", *(f"  {f}" for f in facts)]
     cmds = list(commands)
     if cmds:
@@ -489,7 +498,10 @@ def failure_section(name: str, facts: Iterable[str], commands: Iterable[str], lo
         lines += [f"  {c}" for c in cmds]
     if log_tail.strip():
         lines.append("console log (tail):")
-        lines += [f"  {line}" for line in log_tail.strip().splitlines()[-20:]]
+        lines += [f"  {line}" for line in log_tail.strip().splitlines()]
+    for title, text in extra:
+        lines.append(f"{title}:")
+        lines += [f"  {line}" for line in text.splitlines()]
     return "\n".join(lines)
 
 

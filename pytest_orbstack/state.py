@@ -72,6 +72,8 @@ class OrbState:
     _probed: bool = False
     failed_machines: set[str] = field(default_factory=set)
     current_test: str | None = None
+    #: Systemd units the deploys run on each machine (by name) touched.
+    touched_units: dict[str, set[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.recorder.worker = self.run.worker  # events say which process did what
@@ -169,7 +171,11 @@ class OrbState:
             )
 
     def deployed_in_test(self, result: DeployResult) -> None:
-        """A deploy ran on a machine a test was given: its time is the running test's."""
+        """A deploy ran on a machine a test was given: its time is the running test's, and
+        the units it touched are the first a failure report shows the journal of."""
+        from pytest_orbstack.diagnostics import units_touched
+
+        self.touched_units.setdefault(result.machine, set()).update(units_touched([result]))
         if self.current_test is None:
             return  # provisioning by the plugin itself: a machine's lifecycle phase
         self.recorder.deployed(
