@@ -16,7 +16,6 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from pytest_orbstack.errors import OrbstackError
-from pytest_orbstack.report import failure_section
 
 if TYPE_CHECKING:
     from pytest_orbstack.deploy.results import DeployResult
@@ -150,6 +149,30 @@ def machine_details(machine: Machine, units: Sequence[str] = ()) -> str:
     return failure_section(machine.name, facts, commands[-10:], console, extra)
 
 
+def failure_section(
+    name: str,
+    facts: Iterable[str],
+    commands: Iterable[str],
+    log_tail: str,
+    extra: Iterable[tuple[str, str]] = (),
+) -> str:
+    """A failing test's section about one machine: facts, the last commands, the console log's
+    tail (already tidied and bounded) and ``extra`` titled
+    parts (``systemctl --failed``, journal tails)."""
+    lines = [f"machine {name}", *(f"  {f}" for f in facts)]
+    cmds = list(commands)
+    if cmds:
+        lines.append("last commands:")
+        lines += [f"  {c}" for c in cmds]
+    if log_tail.strip():
+        lines.append("console log (tail):")
+        lines += [f"  {line}" for line in log_tail.strip().splitlines()]
+    for title, text in extra:
+        lines.append(f"{title}:")
+        lines += [f"  {line}" for line in text.splitlines()]
+    return "\n".join(lines)
+
+
 def provision_failure(machine: Machine, results: Iterable[DeployResult]) -> str:
     """What to add to a provisioning deploy's error (during set-up, before the machine is
     removed): the machine's section, with the journal of the units that deploy touched."""
@@ -158,6 +181,7 @@ def provision_failure(machine: Machine, results: Iterable[DeployResult]) -> str:
 
 __all__ = [
     "failed_units",
+    "failure_section",
     "machine_details",
     "provision_failure",
     "system_state",

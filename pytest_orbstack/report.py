@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -481,30 +481,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def failure_section(
-    name: str,
-    facts: Iterable[str],
-    commands: Iterable[str],
-    log_tail: str,
-    extra: Iterable[tuple[str, str]] = (),
-) -> str:
-    """A failing test's section about one machine: facts, the last commands, the console log's
-    tail (already tidied and bounded: :mod:`pytest_orbstack.diagnostics`) and ``extra`` titled
-    parts (``systemctl --failed``, journal tails)."""
-    lines = [f"machine {name}", *(f"  {f}" for f in facts)]
-    cmds = list(commands)
-    if cmds:
-        lines.append("last commands:")
-        lines += [f"  {c}" for c in cmds]
-    if log_tail.strip():
-        lines.append("console log (tail):")
-        lines += [f"  {line}" for line in log_tail.strip().splitlines()]
-    for title, text in extra:
-        lines.append(f"{title}:")
-        lines += [f"  {line}" for line in text.splitlines()]
-    return "\n".join(lines)
-
-
 __all__ = [
     "EVENT_KINDS",
     "FORMAT",
@@ -516,7 +492,6 @@ __all__ = [
     "MachineStats",
     "Recorder",
     "TestStats",
-    "failure_section",
     "load_reports",
     "main",
     "summary_lines",

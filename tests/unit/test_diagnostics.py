@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pytest_orbstack import diagnostics
 from pytest_orbstack.deploy.results import DeployResult, OperationResult
-from pytest_orbstack.diagnostics import failed_units, tidy_console, units_touched
-from pytest_orbstack.report import failure_section
+from pytest_orbstack.diagnostics import failed_units, failure_section, tidy_console, units_touched
 
 
 def test_a_double_spaced_console_log_is_single_spaced() -> None:
