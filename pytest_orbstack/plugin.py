@@ -381,7 +381,7 @@ def orb_inventory(
         pytest.fail(f"pytest-orbstack: no {topology.describe()}: {exc}", pytrace=False)
     waited = time.monotonic() - started  # once for the test, not once per machine
     for index, machine in enumerate(inventory):
-        _served(_orb_state, request.node, machine, waited if index == 0 else 0.0)
+        _served(_orb_state, request.node, machine, waited if index == 0 else 0.0, "inventory")
     _orb_state.recorder.topology(request.node.nodeid, inventory.names())
     return inventory
 
