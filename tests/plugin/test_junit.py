@@ -54,7 +54,7 @@ def test_machines_waits_and_deploys_are_junit_properties(
 
     session = cases["test_session"]
     assert session["orbstack.machine.0.name"].startswith("orbpt-")
-    assert session["orbstack.machine.0.image"] == "debian:bookworm"
+    assert session["orbstack.machine.0.image"].startswith("debian")
     assert session["orbstack.machine.0.role"] == "session"
     assert float(session["orbstack.waited"]) >= 0
     assert not [k for k in session if k.startswith("orbstack.deploy.")]
