@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from .ctx import Ctx
 
 DEFAULT_SERVER = "https://images.linuxcontainers.org"
-DEBIAN_SUITES = ("bullseye", "bookworm", "trixie")
 UNREACHABLE_TTL = 300.0
 TIMEOUT = float(os.environ.get("ORBSIM_IMAGE_TIMEOUT") or 10)
 

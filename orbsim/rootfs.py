@@ -397,19 +397,3 @@ def dir_size(path: Path) -> int:
             seen.add(key)
             total += st.st_blocks * 512
     return total
-
-
-def base_size(cache: Path) -> int:
-    """Size of the base rootfs, computed once and remembered next to the marker."""
-    d, rootfs, marker = base_paths(cache)
-    f = d / "size"
-    try:
-        return int(f.read_text())
-    except (OSError, ValueError):
-        pass
-    size = dir_size(rootfs) if rootfs.exists() else 0
-    if marker.exists():
-        tmp = d / f".size.{os.getpid()}"
-        tmp.write_text(str(size))
-        os.replace(tmp, f)
-    return size

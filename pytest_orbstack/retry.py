@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -265,23 +264,16 @@ def clone_machine(
     name: str,
     *,
     timeout: float | None = None,
-    guard: AbstractContextManager[object] | None = None,
 ) -> MachineInfo | None:
     """Clone ``source`` into ``name`` (which OrbStack leaves stopped).
 
     A clone call that succeeds is not followed by ``info``: ``clone`` is synchronous and the new
     machine exists, stopped (docs/orbctl-contract.md §2), so ``None`` is returned.  Only after a
     timed-out or transient attempt is the machine's state inspected (and its info returned).
-
-    ``guard`` (a reusable lock) is held around each ``clone`` call only - not across backoff
-    sleeps or the state checks that follow.
     """
 
     def clone() -> None:
-        with guard if guard is not None else nullcontext():
-            policy.machine_call(
-                name, lambda: client.clone(source, name, timeout=timeout), starts=False
-            )
+        policy.machine_call(name, lambda: client.clone(source, name, timeout=timeout), starts=False)
 
     return _make(
         client,
