@@ -268,9 +268,9 @@ def _bump(home: Path, key: str, only_if_zero: bool = False) -> int:
         if only_if_zero and n:
             return n
         counters[key] = n + 1
-        tmp = home / f".faults.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(counters, sort_keys=True))
-        os.replace(tmp, path)
+        from .files import write_json
+
+        write_json(path, counters)
     return n
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from . import firewall
 from . import procs as S
 from .errors import SimError
-from .files import read_json, write_json
+from .files import read_json, write_json, write_text
 from .firewall import TABLE, run_tool
 
 TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
@@ -94,10 +94,7 @@ def _locked() -> Iterator[Path]:
 
 def _write_public(p: Path, text: str) -> None:
     """A file dnsmasq (running as its own user) reads."""
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, p)
+    write_text(p, text, mode=0o644)
 
 
 # ---------------------------------------------------------------- the network itself

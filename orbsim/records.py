@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from pathlib import Path
 
 from . import rootfs
 from . import state as S
+from .files import write_text
 
 TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
 if TYPE_CHECKING:
@@ -87,9 +87,7 @@ def lower_size(lower: Path) -> int:
         pass
     size = rootfs.dir_size(lower) if lower.exists() else 0
     with contextlib.suppress(OSError):
-        tmp = lower.parent / f".size.{os.getpid()}"
-        tmp.write_text(str(size))
-        os.replace(tmp, f)
+        write_text(f, str(size))
     return size
 
 

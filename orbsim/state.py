@@ -132,11 +132,9 @@ def read(home: Path) -> State:
 
 
 def _write(home: Path, st: State) -> None:
-    tmp = home / f".state.json.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(st, f, indent=1, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, home / "state.json")
+    from .files import write_json
+
+    write_json(home / "state.json", st)
 
 
 def effective_state(rec: Record) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from pytest_orbstack.coordination import SharedDir
+from pytest_orbstack.files import write_json
 
 
 class CloneSources:
@@ -46,14 +47,14 @@ class CloneSources:
             if 1 + data["planned"] >= limit:
                 return False
             data["planned"] += 1
-            self.path.write_text(json.dumps(data))
+            write_json(self.path, data)
             return True
 
     def add(self, name: str) -> None:
         with self.shared.lock(f"sources-{self.origin}"):
             data = self._read()
             data["replicas"].append(name)
-            self.path.write_text(json.dumps(data))
+            write_json(self.path, data)
 
     def acquire(self) -> tuple[str, FileLock, bool]:
         """Wait for a source nobody is cloning from; return it with its lock held, and whether

@@ -16,7 +16,6 @@ Lock files are never deleted (deleting a lock file after release breaks mutual e
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+
+from pytest_orbstack.files import write_json
 
 
 class SharedDir:
@@ -53,13 +54,13 @@ class SharedDir:
                 handle = make()
             except Exception as exc:
                 handle = {"error": f"{type(exc).__name__}: {exc}"}
-                _write_json(handle_path, handle)
+                write_json(handle_path, handle)
                 raise
-            _write_json(handle_path, handle)
+            write_json(handle_path, handle)
             return handle, True
 
     def write(self, name: str, data: Any) -> None:
-        _write_json(self.path / name, data)
+        write_json(self.path / name, data)
 
     def read_all(self, pattern: str) -> list[Any]:
         out = []
@@ -131,18 +132,8 @@ class MissingIpRecord:
             return list(self._local)
         with self.shared.lock("missing-ip"):
             names = update(self.failures())
-            _write_json(self.shared.path / self.FILE, names)
+            write_json(self.shared.path / self.FILE, names)
         return names
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON atomically: a temp file, fsync, rename."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 __all__ = ["MissingIpRecord", "SharedDir"]

@@ -27,6 +27,8 @@ from typing import Any
 import psutil
 from filelock import FileLock
 
+from pytest_orbstack.files import write_json
+
 log = logging.getLogger("pytest_orbstack")
 
 START_TIME_TOLERANCE = 1.0
@@ -122,10 +124,8 @@ class Registry:
         }
 
     def _write(self, records: dict[str, Record]) -> None:
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         data = {"version": 1, "machines": {n: r.to_json() for n, r in sorted(records.items())}}
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, self.path)
+        write_json(self.path, data, indent=1)
 
     # -- records ---------------------------------------------------------------------------
 

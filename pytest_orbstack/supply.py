@@ -36,6 +36,7 @@ from typing import Any
 import psutil
 
 from pytest_orbstack.coordination import SharedDir
+from pytest_orbstack.files import write_json, write_text
 from pytest_orbstack.lifecycle import MachineManager, base_key
 from pytest_orbstack.machine import Machine
 from pytest_orbstack.policy import (
@@ -88,7 +89,7 @@ class SharedPool:
         self.shared.get_or_make(f"demand-{key}-init", lambda: self._write(key, total))
 
     def _write(self, key: str, remaining: int) -> dict[str, int]:
-        (self._dir(key) / "demand.json").write_text(json.dumps({"remaining": remaining}))
+        write_json(self._dir(key) / "demand.json", {"remaining": remaining})
         return {"total": remaining}
 
     def reserve(self, key: str, *, ahead: bool = False) -> bool:
@@ -131,11 +132,11 @@ class SharedPool:
             return None
 
     def _store(self, key: str, data: dict[str, int]) -> None:
-        (self._dir(key) / "demand.json").write_text(json.dumps(data))
+        write_json(self._dir(key) / "demand.json", data)
 
     def offer(self, key: str, name: str) -> None:
         with self.shared.lock(f"pool-{key}"):
-            (self._dir(key) / f"{name}.ready").write_text(str(time.time()))
+            write_text(self._dir(key) / f"{name}.ready", str(time.time()))
             data = self._read(key)
             if data is not None:
                 data["in_flight"] = max(0, data.get("in_flight", 0) - 1)
