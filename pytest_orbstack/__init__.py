@@ -15,14 +15,14 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Machine": "pytest_orbstack.machine",
     "RunResult": "pytest_orbstack.machine",
-    "CommandError": "pytest_orbstack.machine",
-    "CopyError": "pytest_orbstack.machine",
+    "CommandError": "pytest_orbstack.errors",
+    "CopyError": "pytest_orbstack.errors",
     "MachineSpec": "pytest_orbstack.spec",
     "DeployResult": "pytest_orbstack.deploy.results",
     "OperationResult": "pytest_orbstack.deploy.results",
-    "DeployError": "pytest_orbstack.deploy.results",
-    "IdempotenceError": "pytest_orbstack.deploy.results",
-    "ProvisionError": "pytest_orbstack.lifecycle",
+    "DeployError": "pytest_orbstack.errors",
+    "IdempotenceError": "pytest_orbstack.errors",
+    "ProvisionError": "pytest_orbstack.errors",
     "Orbctl": "pytest_orbstack.orbctl",
     "OrbstackError": "pytest_orbstack.errors",
     "ConfigError": "pytest_orbstack.errors",
@@ -36,22 +36,34 @@ _EXPORTS = {
     "OrbctlTimeoutError": "pytest_orbstack.errors",
     "WaitTimeoutError": "pytest_orbstack.errors",
     "UnitFailedError": "pytest_orbstack.errors",
+    "UnsupportedCommandError": "pytest_orbstack.errors",
+    "UnsupportedSettingError": "pytest_orbstack.errors",
+    "OrbStackWedgedError": "pytest_orbstack.errors",
+    "OrbctlAbortedError": "pytest_orbstack.errors",
+    "DeadlineExceeded": "pytest_orbstack.errors",
+    "DeployProcessError": "pytest_orbstack.errors",
+    "MissingTestinfraError": "pytest_orbstack.errors",
 }
 
 __all__ = [
     "CommandError",
     "ConfigError",
     "CopyError",
+    "DeadlineExceeded",
     "DeployError",
+    "DeployProcessError",
     "DeployResult",
     "IdempotenceError",
     "Machine",
     "MachineExistsError",
     "MachineNotFoundError",
     "MachineSpec",
+    "MissingTestinfraError",
     "OperationResult",
     "OrbStackUnavailableError",
+    "OrbStackWedgedError",
     "Orbctl",
+    "OrbctlAbortedError",
     "OrbctlError",
     "OrbctlTimeoutError",
     "OrbstackError",
@@ -61,32 +73,40 @@ __all__ = [
     "StateError",
     "TransientError",
     "UnitFailedError",
+    "UnsupportedCommandError",
+    "UnsupportedSettingError",
     "WaitTimeoutError",
 ]
 
 if TYPE_CHECKING:
-    from pytest_orbstack.deploy.results import (
-        DeployError,
-        DeployResult,
-        IdempotenceError,
-        OperationResult,
-    )
+    from pytest_orbstack.deploy.results import DeployResult, OperationResult
     from pytest_orbstack.errors import (
+        CommandError,
         ConfigError,
+        CopyError,
+        DeadlineExceeded,
+        DeployError,
+        DeployProcessError,
+        IdempotenceError,
         MachineExistsError,
         MachineNotFoundError,
+        MissingTestinfraError,
+        OrbctlAbortedError,
         OrbctlError,
         OrbctlTimeoutError,
         OrbstackError,
         OrbStackUnavailableError,
+        OrbStackWedgedError,
         PermanentError,
+        ProvisionError,
         StateError,
         TransientError,
         UnitFailedError,
+        UnsupportedCommandError,
+        UnsupportedSettingError,
         WaitTimeoutError,
     )
-    from pytest_orbstack.lifecycle import ProvisionError
-    from pytest_orbstack.machine import CommandError, CopyError, Machine, RunResult
+    from pytest_orbstack.machine import Machine, RunResult
     from pytest_orbstack.orbctl import Orbctl
     from pytest_orbstack.spec import MachineSpec
 

@@ -16,7 +16,12 @@ never broad words.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_orbstack.deploy.results import DeployResult, OperationResult
+    from pytest_orbstack.machine import RunResult
 
 
 class OrbstackError(Exception):
@@ -55,6 +60,94 @@ class UnitFailedError(OrbstackError):
         self.report = report
         body = "\n    ".join(report.splitlines())
         super().__init__(f"machine {machine!r}: unit {unit!r} {why}\n    {body}")
+
+
+class ProvisionError(OrbstackError):
+    """A machine could not be made ready (its cause is chained and quoted)."""
+
+
+class CommandError(OrbstackError):
+    """A command run in a machine exited with a non-zero status (``check=True``)."""
+
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+        tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        detail = ("\n    " + "\n    ".join(tail)) if tail else ""
+        super().__init__(
+            f"command {result.argv!r} in machine {result.machine!r} exited "
+            f"{result.returncode}{detail}"
+        )
+
+
+class CopyError(OrbstackError):
+    """``push`` or ``pull`` failed (``cp``'s own error text is kept)."""
+
+
+class DeployError(OrbstackError):
+    """A deploy failed on at least one machine.
+
+    ``results`` maps every machine name to its :class:`DeployResult` (the failing ones and the
+    others); ``result`` is the first failing one.  The message names, per machine, the error or
+    failed operations with their output, and the operations that did not run.
+    """
+
+    def __init__(self, results: Mapping[str, DeployResult], target: str = "") -> None:
+        self.results = dict(results)
+        self.target = target
+        failing = [r for r in self.results.values() if not r.ok]
+        self.result = failing[0] if failing else next(iter(self.results.values()))
+        parts = []
+        for res in failing:
+            lines = [f"  on {res.machine}:"]
+            if res.error:
+                lines.append("    " + res.error.replace("\n", "\n    "))
+            for op in res.failed_operations:
+                lines.append(f"    operation failed: {op.describe()}")
+            not_run = [op.name for op in res.skipped_operations]
+            if not_run:
+                lines.append(f"    did not run: {', '.join(not_run)}")
+            parts.append("\n".join(lines))
+        names = ", ".join(op.name for r in failing for op in r.failed_operations)
+        head = f"deploy {target} failed" if target else "deploy failed"
+        if names:
+            head += f" (failed operations: {names})"
+        super().__init__(head + "\n" + "\n".join(parts))
+
+    @property
+    def failed_operations(self) -> list[OperationResult]:
+        return [op for r in self.results.values() for op in r.failed_operations]
+
+
+class IdempotenceError(AssertionError):
+    """A deploy run again still changed something (an ``AssertionError``: a test failure)."""
+
+    def __init__(self, results: Mapping[str, DeployResult], target: str = "") -> None:
+        self.results = dict(results)
+        self.target = target
+        changed = [r for r in self.results.values() if r.changed]
+        self.result = changed[0] if changed else next(iter(self.results.values()))
+        lines = [
+            f"deploy {target} is not idempotent: the second run still changed"
+            if target
+            else "deploy is not idempotent: the second run still changed"
+        ]
+        for res in changed:
+            for op in res.changed_operations:
+                lines.append(f"  {res.machine}: {op.name}")
+                lines.extend(f"      $ {cmd}" for cmd in op.commands[:5])
+        super().__init__("\n".join(lines))
+
+    @property
+    def changed_operations(self) -> list[OperationResult]:
+        return [op for r in self.results.values() for op in r.changed_operations]
+
+
+class DeployProcessError(OrbstackError):
+    """The deploy process died without reporting results (a crash, not a failed deploy)."""
+
+
+class MissingTestinfraError(OrbstackError, ImportError):
+    """testinfra support was used but pytest-testinfra is not installed (or not importable)."""
 
 
 class OrbctlError(OrbstackError):
@@ -141,6 +234,10 @@ class TransientError(OrbctlError):
     """A failure that may go away: network, missing IP address, concurrent operation ..."""
 
     kind = "transient"
+
+
+class DeadlineExceeded(TransientError):
+    """A wait for a machine's state ran past the policy's deadline."""
 
 
 class StateError(OrbctlError):

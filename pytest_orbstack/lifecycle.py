@@ -44,7 +44,7 @@ from pytest_orbstack.deploy.results import DeployError
 from pytest_orbstack.errors import (
     MachineExistsError,
     MachineNotFoundError,
-    OrbstackError,
+    ProvisionError,
     UnsupportedCommandError,
 )
 from pytest_orbstack.machine import Machine
@@ -65,10 +65,6 @@ from pytest_orbstack.settings import RunContext, Settings
 from pytest_orbstack.spec import MachineSpec, image_matches, machine_name, slugify
 
 log = logging.getLogger("pytest_orbstack")
-
-
-class ProvisionError(OrbstackError):
-    """A machine could not be made ready (its cause is chained and quoted)."""
 
 
 @dataclass

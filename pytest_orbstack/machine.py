@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_orbstack.errors import OrbstackError
+from pytest_orbstack.errors import CommandError, CopyError
 from pytest_orbstack.orbctl import CompletedCall, MachineInfo, Orbctl
 from pytest_orbstack.waits import (
     WAIT_TIMEOUT,
@@ -32,23 +32,6 @@ if TYPE_CHECKING:
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HISTORY = 20
-
-
-class CommandError(OrbstackError):
-    """A command run in a machine exited with a non-zero status (``check=True``)."""
-
-    def __init__(self, result: RunResult) -> None:
-        self.result = result
-        tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-        detail = ("\n    " + "\n    ".join(tail)) if tail else ""
-        super().__init__(
-            f"command {result.argv!r} in machine {result.machine!r} exited "
-            f"{result.returncode}{detail}"
-        )
-
-
-class CopyError(OrbstackError):
-    """``push`` or ``pull`` failed (``cp``'s own error text is kept)."""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import tenacity
 from pytest_orbstack.coordination import MissingIpRecord
 from pytest_orbstack.errors import (
     WEDGED_ADVICE,
+    DeadlineExceeded,
     MachineExistsError,
     MachineNotFoundError,
     OrbctlError,
@@ -50,10 +51,6 @@ T = TypeVar("T")
 
 #: States a machine passes through on its way to a stable state.
 TRANSITIONAL = frozenset({"creating", "provisioning", "starting", "stopping", "deleting"})
-
-
-class DeadlineExceeded(TransientError):
-    """A wait for a machine's state ran past the policy's deadline."""
 
 
 @dataclass(frozen=True)

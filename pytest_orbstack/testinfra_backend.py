@@ -24,7 +24,10 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from pytest_orbstack.errors import ConfigError, OrbstackError
+from pytest_orbstack.errors import (
+    ConfigError,
+    MissingTestinfraError,
+)
 from pytest_orbstack.orbctl import ENV_BACKEND, ENV_ORBCTL, Orbctl, select_executable
 
 if TYPE_CHECKING:
@@ -40,10 +43,6 @@ BACKEND_CLASSPATH = "pytest_orbstack.testinfra_orb.OrbBackend"
 #: The optional dependency that provides testinfra.
 EXTRA = "pytest-orbstack[testinfra]"
 _client_factory: Callable[[], Orbctl] | None = None
-
-
-class MissingTestinfraError(OrbstackError, ImportError):
-    """testinfra support was used but pytest-testinfra is not installed (or not importable)."""
 
 
 def testinfra_available() -> bool:

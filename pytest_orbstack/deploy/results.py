@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_orbstack.errors import OrbstackError
+from pytest_orbstack.errors import DeployError, IdempotenceError
 
 #: Lines of stderr/stdout per failed operation shown in a DeployError message.
 ERROR_TAIL_LINES = 20
@@ -136,65 +136,6 @@ class DeployResult:
             error=None if data.get("error") is None else str(data["error"]),
             target=target,
         )
-
-
-class DeployError(OrbstackError):
-    """A deploy failed on at least one machine.
-
-    ``results`` maps every machine name to its :class:`DeployResult` (the failing ones and the
-    others); ``result`` is the first failing one.  The message names, per machine, the error or
-    failed operations with their output, and the operations that did not run.
-    """
-
-    def __init__(self, results: Mapping[str, DeployResult], target: str = "") -> None:
-        self.results = dict(results)
-        self.target = target
-        failing = [r for r in self.results.values() if not r.ok]
-        self.result = failing[0] if failing else next(iter(self.results.values()))
-        parts = []
-        for res in failing:
-            lines = [f"  on {res.machine}:"]
-            if res.error:
-                lines.append("    " + res.error.replace("\n", "\n    "))
-            for op in res.failed_operations:
-                lines.append(f"    operation failed: {op.describe()}")
-            not_run = [op.name for op in res.skipped_operations]
-            if not_run:
-                lines.append(f"    did not run: {', '.join(not_run)}")
-            parts.append("\n".join(lines))
-        names = ", ".join(op.name for r in failing for op in r.failed_operations)
-        head = f"deploy {target} failed" if target else "deploy failed"
-        if names:
-            head += f" (failed operations: {names})"
-        super().__init__(head + "\n" + "\n".join(parts))
-
-    @property
-    def failed_operations(self) -> list[OperationResult]:
-        return [op for r in self.results.values() for op in r.failed_operations]
-
-
-class IdempotenceError(AssertionError):
-    """A deploy run again still changed something (an ``AssertionError``: a test failure)."""
-
-    def __init__(self, results: Mapping[str, DeployResult], target: str = "") -> None:
-        self.results = dict(results)
-        self.target = target
-        changed = [r for r in self.results.values() if r.changed]
-        self.result = changed[0] if changed else next(iter(self.results.values()))
-        lines = [
-            f"deploy {target} is not idempotent: the second run still changed"
-            if target
-            else "deploy is not idempotent: the second run still changed"
-        ]
-        for res in changed:
-            for op in res.changed_operations:
-                lines.append(f"  {res.machine}: {op.name}")
-                lines.extend(f"      $ {cmd}" for cmd in op.commands[:5])
-        super().__init__("\n".join(lines))
-
-    @property
-    def changed_operations(self) -> list[OperationResult]:
-        return [op for r in self.results.values() for op in r.changed_operations]
 
 
 __all__ = [

@@ -47,7 +47,10 @@ from pytest_orbstack.deploy.targets import (
     describe_target,
     resolve_deploy_file,
 )
-from pytest_orbstack.errors import ConfigError, OrbstackError
+from pytest_orbstack.errors import (
+    ConfigError,
+    DeployProcessError,
+)
 from pytest_orbstack.orbctl import CompletedCall, Orbctl
 
 log = logging.getLogger("pytest_orbstack")
@@ -77,10 +80,6 @@ class DeployMachine(Protocol):
     def deployed(self, result: DeployResult) -> None:
         """A deploy ran on this machine (the plugin's report counts it for the test)."""
         ...
-
-
-class DeployProcessError(OrbstackError):
-    """The deploy process died without reporting results (a crash, not a failed deploy)."""
 
 
 # -- options ---------------------------------------------------------------------------------
