@@ -150,6 +150,10 @@ class MissingTestinfraError(OrbstackError, ImportError):
     """testinfra support was used but pytest-testinfra is not installed (or not importable)."""
 
 
+class ReportError(OrbstackError):
+    """A report file that cannot be read, or is of a format without events."""
+
+
 class OrbctlError(OrbstackError):
     """An ``orbctl`` invocation failed.
 

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from pytest_orbstack.errors import ReportError
+
 PHASES = ("create", "clone", "start", "ready", "deploy", "delete")
 #: The JSON report's format: 1 had no ``format`` key and no events; 2 adds ``events``,
 #: ``started``/``finished`` and ``runs`` (docs/report.md).
@@ -422,10 +424,6 @@ def _write(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-class ReportError(Exception):
-    """A report file that cannot be read, or is of a format without events."""
 
 
 def load_reports(paths: Sequence[Path]) -> Recorder:
