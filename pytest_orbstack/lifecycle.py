@@ -63,6 +63,7 @@ from pytest_orbstack.retry import (
 )
 from pytest_orbstack.settings import RunContext, Settings
 from pytest_orbstack.spec import MachineSpec, image_matches, machine_name, slugify
+from pytest_orbstack.vocabulary import Role
 
 log = logging.getLogger("pytest_orbstack")
 
@@ -122,7 +123,7 @@ class MachineManager:
 
     # -- public API ------------------------------------------------------------------------
 
-    def fresh(self, spec: MachineSpec, *, kind: str, label: str = "") -> Machine:
+    def fresh(self, spec: MachineSpec, *, kind: Role, label: str = "") -> Machine:
         """A new machine for one test, module or factory call: a clone of the spec's template
         (with a deploy) or of its pristine base (without), created only where clone is
         unavailable."""
@@ -341,7 +342,7 @@ class MachineManager:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _register(self, name: str, spec: MachineSpec, kind: str, content: str = "") -> None:
+    def _register(self, name: str, spec: MachineSpec, kind: Role, content: str = "") -> None:
         persistent = self.settings.reuse and kind in ("base", "template", "reuse")
         self.registry.register(
             Record(
@@ -357,7 +358,9 @@ class MachineManager:
         self.recorder.machine(name, spec.image, spec.isolation, kind, spec.deploy)
 
     @contextmanager
-    def _making(self, name: str, spec: MachineSpec, kind: str, content: str = "") -> Iterator[None]:
+    def _making(
+        self, name: str, spec: MachineSpec, kind: Role, content: str = ""
+    ) -> Iterator[None]:
         """Record ``name`` before it exists; on failure remove it (or, if it turned out not to
         be ours, forget it so nothing ever deletes the other machine); on success mark it
         ready."""
@@ -386,7 +389,7 @@ class MachineManager:
         self,
         name: str,
         spec: MachineSpec,
-        kind: str,
+        kind: Role,
         *,
         provision: bool,
         content: str = "",
@@ -406,7 +409,7 @@ class MachineManager:
                 self._provision(machine, spec)
         return machine
 
-    def _derive(self, name: str, spec: MachineSpec, kind: str, *, content: str = "") -> Machine:
+    def _derive(self, name: str, spec: MachineSpec, kind: Role, *, content: str = "") -> Machine:
         """A machine of ``spec`` that is not drawn from a pool (a session, reuse or template
         machine): a clone of the base, provisioned if the spec has a deploy; created where
         clone is unavailable, or where it is the base's only user in this run (the base would
@@ -424,7 +427,7 @@ class MachineManager:
         origin: str,
         name: str,
         spec: MachineSpec,
-        kind: str,
+        kind: Role,
         *,
         provision: bool = False,
         content: str = "",
@@ -580,7 +583,7 @@ class MachineManager:
         if errors:
             raise errors[0]
 
-    def _adopt(self, name: str, spec: MachineSpec, digest: str, kind: str) -> bool:
+    def _adopt(self, name: str, spec: MachineSpec, digest: str, kind: Role) -> bool:
         """Reuse ``name`` if our registry created it with the same content hash."""
         rec = self.registry.get(name)
         if rec is None or rec.spec_hash != digest or rec.state != "ready":
@@ -598,7 +601,7 @@ class MachineManager:
         stats.outcome = "reused"
         return True
 
-    def _prune_stale(self, spec: MachineSpec, kind: str, *, keep: str) -> None:
+    def _prune_stale(self, spec: MachineSpec, kind: Role, *, keep: str) -> None:
         stale = [r.name for r in self.registry.by_slot(spec.slot(), kind) if r.name != keep]
         if stale:
             log.info("replacing stale %s machine(s): %s", kind, ", ".join(stale))

@@ -37,6 +37,7 @@ from pytest_orbstack.topology import (
     inventory_of,
     make_topology,
 )
+from pytest_orbstack.vocabulary import Role
 
 log = logging.getLogger("pytest_orbstack")
 
@@ -197,7 +198,7 @@ class _Scope:
         self.extra: list[Machine] = []
         self.topologies: dict[TopologySpec, OrbInventory | OrbstackError] = {}
 
-    def fresh(self, spec: MachineSpec, kind: str, label: str) -> Machine:
+    def fresh(self, spec: MachineSpec, kind: Role, label: str) -> Machine:
         return self.state.supply().take(spec, kind, label)
 
     def topology(self, topology: TopologySpec, where: str) -> OrbInventory:
@@ -205,7 +206,7 @@ class _Scope:
         kept, so every test of the scope reports it instead of making it again."""
         made = self.topologies.get(topology)
         if made is None:
-            kind = "function" if topology.isolation == "function" else "module"
+            kind: Role = "function" if topology.isolation == "function" else "module"
 
             def take(spec: MachineSpec) -> Machine:
                 machine = self.fresh(spec, kind, "inv")
@@ -307,7 +308,7 @@ def _orb_vm(
 
 
 def _factory(
-    state: OrbState, scope: _Scope, request: pytest.FixtureRequest, kind: str
+    state: OrbState, scope: _Scope, request: pytest.FixtureRequest, kind: Role
 ) -> Callable[..., Machine]:
     def make(**kwargs: Any) -> Machine:
         # The test (or fixture) calling: a session factory serves many test files.

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from pytest_orbstack.errors import ReportError
+from pytest_orbstack.vocabulary import Isolation, Role
 
 PHASES = ("create", "clone", "start", "ready", "deploy", "delete")
 #: The JSON report's format: 1 had no ``format`` key and no events; 2 adds ``events``,
@@ -167,7 +168,7 @@ class Recorder:
         return max(0.0, self.first_test - self.run_started)
 
     def machine(
-        self, name: str, image: str, isolation: str, kind: str, deploy: str | None = None
+        self, name: str, image: str, isolation: Isolation, kind: Role, deploy: str | None = None
     ) -> MachineStats:
         stats = self.machines.get(name)
         if stats is None:

@@ -19,8 +19,8 @@ from typing import Any
 
 from pytest_orbstack.errors import ConfigError
 from pytest_orbstack.orbctl import CreateOptions
+from pytest_orbstack.vocabulary import ISOLATIONS, Isolation
 
-ISOLATIONS = ("session", "module", "function")
 #: The marker's (and the factory's) keyword arguments, with what their defaults mean: the one
 #: list the marker's validation and its ``--markers`` help are made from.
 MARKER_ARGS: dict[str, str] = {
@@ -65,7 +65,7 @@ class MachineSpec:
     """A validated description of a machine.  Paths are absolute."""
 
     image: str = DEFAULT_IMAGE
-    isolation: str = "session"
+    isolation: Isolation = "session"
     arch: str | None = None
     user: str | None = None
     user_data: str | None = None
@@ -252,12 +252,13 @@ def validate_image(image: object, where: str) -> str:
     return image
 
 
-def _validate_isolation(value: object, where: str) -> str:
-    if value not in ISOLATIONS:
-        raise ConfigError(
-            f"{where}: isolation={value!r}: isolation must be one of {', '.join(ISOLATIONS)}"
-        )
-    return str(value)
+def _validate_isolation(value: object, where: str) -> Isolation:
+    for isolation in ISOLATIONS:
+        if value == isolation:
+            return isolation
+    raise ConfigError(
+        f"{where}: isolation={value!r}: isolation must be one of {', '.join(ISOLATIONS)}"
+    )
 
 
 def _validate_arch(value: object, where: str) -> str | None:

@@ -51,6 +51,7 @@ from pytest_orbstack.policy import (
     supply_threads,
 )
 from pytest_orbstack.spec import MachineSpec
+from pytest_orbstack.vocabulary import Role
 
 log = logging.getLogger("pytest_orbstack")
 
@@ -165,7 +166,7 @@ class SharedPool:
 @dataclass
 class _Prepared:
     spec: MachineSpec
-    kind: str
+    kind: Role
     future: Future[Machine]
 
 
@@ -334,7 +335,7 @@ class Supply:
 
     # -- taking and releasing ------------------------------------------------------------
 
-    def take(self, spec: MachineSpec, kind: str, label: str) -> Machine:
+    def take(self, spec: MachineSpec, kind: Role, label: str) -> Machine:
         """A ready fresh machine for ``spec``: a pooled one if any is ready or on its way
         (prepared by any worker), else one made now."""
         self.pace.taken()
@@ -343,7 +344,7 @@ class Supply:
         finally:
             self.pace.handed()
 
-    def _take(self, spec: MachineSpec, kind: str, label: str) -> Machine:
+    def _take(self, spec: MachineSpec, kind: Role, label: str) -> Machine:
         key = pool_key(spec)
         if self.pool_size != 0 and not self._closed:
             machine = self._from_pool(spec, key)
@@ -419,7 +420,7 @@ class Supply:
 
     # -- background preparation ----------------------------------------------------------
 
-    def _refill(self, spec: MachineSpec, kind: str) -> None:
+    def _refill(self, spec: MachineSpec, kind: Role) -> None:
         key = pool_key(spec)
         with self._lock:
             prepared = self._prepared.setdefault(key, [])
@@ -435,7 +436,7 @@ class Supply:
     def _ready_here(self, key: str) -> int:
         return sum(1 for k, _ in self._made.values() if k == key)
 
-    def _prepare(self, spec: MachineSpec, kind: str, key: str) -> Machine:
+    def _prepare(self, spec: MachineSpec, kind: Role, key: str) -> Machine:
         started = time.monotonic()
         try:
             machine = self.background.fresh(spec, kind=kind, label="pool")
