@@ -247,3 +247,23 @@ def test_bad_topologies_are_usage_errors_naming_the_test(
         consecutive=False,
     )
     assert orb_env.count("create") == 0 and orb_env.count("clone") == 0
+
+
+def test_deploy_from_outside_a_git_repository_is_a_usage_error(
+    pytester: pytest.Pytester, orb_env: OrbEnv
+) -> None:
+    (pytester.path / "site.py").write_text("")
+    pytester.makepyfile(
+        test_up="""
+import pytest
+
+@pytest.mark.orbstack(deploy="site.py", deploy_from="v1.0", isolation="function")
+def test_upgrade(orb_vm): pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*test_up.py::test_upgrade: *deploy_from='v1.0': * is not in a git repository*"]
+    )
+    assert orb_env.count("create") == 0

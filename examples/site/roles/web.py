@@ -1,4 +1,5 @@
-"""The web role: nginx serving a page that names its backend, on ``host.data.port``.
+"""The web role: nginx serving a page that names its backend, on ``host.data.port``; since
+release 2 also ``/health`` (``examples/test_upgrade.py`` upgrades release 1 to this).
 
 Self-contained (no template files), so it also runs on its own::
 
@@ -37,7 +38,9 @@ site = files.put(
     name="The backend site",
     src=StringIO(
         f"server {{\n    listen {PORT};\n    root /var/www/html;\n"
-        f"    location / {{ try_files $uri /index.html; }}\n}}\n"
+        f"    location / {{ try_files $uri /index.html; }}\n"
+        # release 2: a health check for the balancer and for monitoring
+        "    location = /health { default_type text/plain; return 200 'ok\\n'; }\n}\n"
     ),
     dest="/etc/nginx/conf.d/backend.conf",
     mode="644",
