@@ -27,7 +27,10 @@ if not script:
     sys.stderr.write(f"fake orbctl: unexpected call {argv}\n")
     sys.exit(98)
 response = script.pop(0)
-lock.write_text(json.dumps(script))
+# Atomically: a call killed right here (a timeout, an abort) must not leave a torn script.
+tmp = lock.with_name(f"script.{os.getpid()}.tmp")
+tmp.write_text(json.dumps(script))
+os.replace(tmp, lock)
 if response.get("cmd") and (not argv or argv[0] != response["cmd"]):
     sys.stderr.write(f"fake orbctl: expected {response['cmd']!r}, got {argv}\n")
     sys.exit(99)
