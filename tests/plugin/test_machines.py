@@ -200,9 +200,9 @@ def test_summary_and_json_report(pytester: pytest.Pytester, orb_env: OrbEnv) -> 
         [
             "*orbstack machines*",
             "machine*image*isolation*deploy*tests*create*delete*outcome*",
-            "*-base-*debian:bookworm*base*0*deleted*",
-            "*debian:bookworm*function*1*deleted*",
-            "*debian:bookworm*session*1*deleted*",
+            "*-base-*debian *base*0*deleted*",
+            "*debian *function*1*deleted*",
+            "*debian *session*1*deleted*",
             "3 machine(s): 3 created, 0 reused, 3 deleted*",
             "time to first test: *s",
         ]
@@ -365,7 +365,7 @@ def test_verbose_mode_shows_slow_steps(pytester: pytest.Pytester, orb_env: OrbEn
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "orbstack: making function machine orbpt-*(debian:bookworm)",
+            "orbstack: making function machine orbpt-*(debian)",
             "orbstack: orbpt-* ready in *s",
         ]
     )
