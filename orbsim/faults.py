@@ -17,7 +17,7 @@
     permanent failure until OrbStack is updated), ``crash`` (machine crashed on startup),
     ``shutdown`` (canceled by machine shutdown), ``nostart`` (machine did not start),
     ``stoptimeout`` (stop 'N': timeout).  Default: create → network|ip, start/restart →
-    ip|busy, everything else → busy.
+    ip|busy, everything else → busy.  A kind listed twice is drawn twice as often.
 ``ORBSIM_HANG="create=0.05"``
     probability that the invocation hangs forever (until killed), with nothing done.
 ``ORBSIM_DETACH="create=0.1"``

@@ -376,15 +376,17 @@ def test_one_machine_alone_never_wedges_the_run() -> None:
     assert not wedged([])
     assert not wedged(["a"])
     assert not wedged(["a", "a", "a", "a"])  # one machine: that machine's problem
-    assert not wedged(["a", "b"])  # two attempts are not yet a pattern
+    assert not wedged(["a", "b", "c"])  # three attempts are not yet a pattern
+    # two machines prepared side by side, each drawing the transient text twice: not a wedge
+    assert not wedged(["a", "b", "a", "b"])
 
 
 def test_machines_of_different_names_failing_wedge_the_run() -> None:
     from pytest_orbstack.policy import wedged
 
-    assert wedged(["a", "b", "c"])
-    assert wedged(["a", "a", "b"])
-    assert wedged(["gw0-1", "gw1-1", "gw0-1"])
+    assert wedged(["a", "b", "c", "d"])
+    assert wedged(["a", "a", "b", "c"])
+    assert wedged(["gw0-1", "gw1-1", "gw0-1", "gw0-2"])
 
 
 def test_missing_ip_verdict_retries_a_machine_twice_then_gives_it_up() -> None:
@@ -394,4 +396,5 @@ def test_missing_ip_verdict_retries_a_machine_twice_then_gives_it_up() -> None:
     assert missing_ip_verdict(["a", "a"], "a") == "retry"
     assert missing_ip_verdict(["a", "a", "a"], "a") == "give up"
     assert missing_ip_verdict(["a", "b"], "b") == "retry"
-    assert missing_ip_verdict(["a", "a", "b"], "b") == "wedged"
+    assert missing_ip_verdict(["a", "a", "b"], "b") == "retry"
+    assert missing_ip_verdict(["a", "a", "b", "c"], "c") == "wedged"

@@ -282,12 +282,16 @@ def test_machines_of_different_names_failing_wedge_the_run(
     with pytest.raises(PermanentError):
         create_machine(client, policy, "debian", "b")  # one machine: not (yet) a wedge
     fake.expect("clone", rc=1, stderr=missing_ip("c"))
+    fake.expect("info", rc=1, stderr=NOT_FOUND.format("c"))
+    fake.expect("clone")
+    clone_machine(client, policy, "base", "c")  # two machines: not yet either (retried)
+    fake.expect("clone", rc=1, stderr=missing_ip("c2"))
     with pytest.raises(OrbStackWedgedError) as wedge:
-        clone_machine(client, policy, "base", "c")
+        clone_machine(client, policy, "base", "c2")
     text = str(wedge.value)
     assert "stopped giving machines addresses" in text and "orbstack/issues/2688" in text
     assert "orbctl stop && orbctl start' does not clear it" in text
-    assert "orbctl delete NAME" in text and "b, c" in text
+    assert "orbctl delete NAME" in text and "b, c, c2" in text
     calls = len(fake.calls)
     for later in ("d", "e"):  # every machine still to come fails at once: no orbctl call
         with pytest.raises(OrbStackWedgedError):
@@ -309,7 +313,8 @@ def test_the_missing_ip_record_is_shared_by_the_runs_processes(tmp_path: object)
     shared = SharedDir(Path(str(tmp_path)))
     gw0, gw1 = MissingIpRecord(shared), MissingIpRecord(shared)
     gw0.failed("orbpt-x-gw0-1")
-    assert not wedged(gw1.failed("orbpt-x-gw1-1"))
+    gw1.failed("orbpt-x-gw1-1")
+    assert not wedged(gw1.failed("orbpt-x-gw1-2"))
     assert wedged(gw0.failed("orbpt-x-gw0-2"))
     gw1.started()
     assert gw0.failures() == []

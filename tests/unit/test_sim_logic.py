@@ -149,6 +149,17 @@ def test_same_seed_same_decisions(fault_env: pytest.MonkeyPatch, tmp_path: Path)
     assert faults.decide(tmp_path / "a", "create").kind is None
 
 
+def test_a_kind_listed_twice_is_drawn_twice_as_often(
+    fault_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The reliability suite weights the missing-IP text down this way (one failure in six)."""
+    fault_env.setenv("ORBSIM_FAIL", "start=1")
+    fault_env.setenv("ORBSIM_FAIL_KINDS", "start=busy|busy|busy|busy|busy|ip")
+    labels = [faults.decide(tmp_path, "start").label for _ in range(600)]
+    assert set(labels) == {"fail:busy", "fail:ip"}
+    assert 50 <= labels.count("fail:ip") <= 150  # ~100 expected; seeded, so exact every run
+
+
 def _ctx(home: Path, cmd: str) -> Ctx:
     return Ctx(home, home / "cache", "orbctl", cmd, [cmd, "m1"])
 
