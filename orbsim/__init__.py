@@ -6,5 +6,8 @@ point: :func:`orbsim.cli.main` (console script ``orbsim``).  The operation log h
 :mod:`orbsim.oplog`.
 """
 
-SIM_VERSION = "2.0.5"
-SIM_BUILD = "19905"
+#: The OrbStack release orbsim follows (docs/orbctl-contract.md §16): ``version`` prints it as
+#: 2.2.3 does (``Version: 2.2.3 (2020300)``, ``Commit: SHA (v2.2.3)``); the all-zero commit says
+#: it is not OrbStack.
+SIM_VERSION = "2.2.3"
+SIM_BUILD = "2020300"

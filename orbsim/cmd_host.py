@@ -55,10 +55,7 @@ def cmd_status(ctx: Ctx, opts: Opts, pos: list[str]) -> int:
 def cmd_version(ctx: Ctx, opts: Opts, pos: list[str]) -> int:
     from . import SIM_BUILD, SIM_VERSION
 
-    Out.out(
-        f"Version: {SIM_VERSION} ({SIM_BUILD})\n"
-        "Commit: 0000000000000000000000000000000000000000 (orbsim simulator, pytest-orbstack)\n"
-    )
+    Out.out(f"Version: {SIM_VERSION} ({SIM_BUILD})\nCommit: {'0' * 40} (v{SIM_VERSION})\n")
     return 0
 
 

@@ -26,10 +26,22 @@ def test_clone_is_stopped_and_inherits(orbctl: OrbctlUnderTest, conf: Checks, ru
     src_info = orbctl.info(running) or {}
     src = src_info.get("record", src_info)  # either info shape: only §3's test judges it
     conf.equal("the new machine is 'stopped'", rec.get("state"), "stopped", call=call)
-    conf.equal("a stopped clone has no ip4/ip6", sorted(k for k in info if k.startswith("ip")),
-               [], section="§3 info", call=call)  # fmt: skip
+    conf.equal("a clone comes up stopped (confirmed on 2.2.x)", rec.get("state"), "stopped",
+               section="§16 unchanged", call=call)  # fmt: skip
+    addresses = sorted(k for k in info if k.startswith("ip"))
+    conf.tolerate(
+        "a stopped clone's info has no ip4/ip6 (S1; 2.2.3 only from a 3P fixture)",
+        addresses,
+        {"no ip4/ip6": addresses == [], "addresses shown while stopped": addresses != []},
+        section="§16 settings",
+        call=call,
+    )
     conf.equal("it inherits the default user", rec.get("config", {}).get("default_username"),
                USER, call=call)  # fmt: skip
+    conf.equal("it inherits config.isolated (confirmed on 2.2.x)",
+               rec.get("config", {}).get("isolated", "absent"),
+               src.get("config", {}).get("isolated", "absent"),
+               section="§16 unchanged", call=call)  # fmt: skip
     conf.equal(
         "it inherits the image (distro, version, arch)",
         [rec.get("image", {}).get(k) for k in ("distro", "version", "arch")],
