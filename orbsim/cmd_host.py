@@ -99,6 +99,7 @@ BOOL_KEYS = {k for k, v in CONFIG_DEFAULTS.items() if v in ("true", "false")}
 
 def _config_lines(ctx: Ctx) -> str:
     from . import state as S
+    from .settings import machine_lines
 
     st = S.read(ctx.home)
     vals = {k: v for k, v in CONFIG_DEFAULTS.items() if v is not None}
@@ -108,6 +109,8 @@ def _config_lines(ctx: Ctx) -> str:
         n = r["name"]
         key = f'machine."{n}".username' if "." in n else f"machine.{n}.username"
         vals[key] = r["config"].get("default_username", "")
+        for sub_key, value in machine_lines(r["config"]).items():  # 2.2's limits, when set
+            vals[key.rpartition(".")[0] + "." + sub_key] = value
     return "".join(f"{k}: {vals[k]}\n" for k in sorted(vals))
 
 
@@ -137,19 +140,20 @@ def cmd_config(ctx: Ctx, opts: Opts, pos: list[str]) -> int:
         check_args(args, 2, 2)
         key, val = args
         if key.startswith("machine."):
-            body = key[len("machine.") :]
-            if body.startswith('"'):
-                name, _, sub_key = body[1:].partition('".')
-            else:
-                name, _, sub_key = body.rpartition(".")
-            if sub_key != "username":
+            from .settings import MACHINE_KEYS, parse_machine_value, split_machine_key
+
+            name, sub_key = split_machine_key(key)
+
+            field = MACHINE_KEYS.get(sub_key)  # OrbStack 2.2's machine.NAME.* keys (§16)
+            if field is None:
                 Out.err(f"Unknown machine config key: {sub_key}\n")
                 return 1
+            value = parse_machine_value(sub_key, val)
             with S.transaction(ctx.home) as t:
                 rec = S.find(t.st, name)
                 if rec is None:
                     raise SimError(f"machine not found: '{name}'")
-                rec["config"]["default_username"] = val
+                rec["config"][field] = value  # limits apply at the machine's next start
             return 0
         if key not in CONFIG_DEFAULTS:
             Out.err(f"Unknown configuration key: {key}\n")

@@ -29,6 +29,12 @@ def cmd_create(ctx: Ctx, opts: Opts, pos: list[str]) -> int:
         raise ClientError(f"invalid distro: {token}")
     distro, latest, ci_ok, variant = info
     name = pos[1] if len(pos) > 1 else token
+    from . import create, machines
+    from .guest import default_user
+    from .settings import create_config
+
+    user = opts.get("user") or default_user()
+    config = create_config(opts, user)  # a bad --cpus/--memory/--disk is a flag error
     password = None
     if opts.get("set-password"):
         if not sys.stdin.isatty():
@@ -36,12 +42,8 @@ def cmd_create(ctx: Ctx, opts: Opts, pos: list[str]) -> int:
         import getpass
 
         password = getpass.getpass("Password: ")
-    from . import create, machines
-    from .guest import default_user
-
     machines.ensure_running_flag(ctx)
     ver = distros.resolve_version(distro, version, latest)
-    user = opts.get("user") or default_user()
     image = {"distro": distro, "version": ver, "arch": arch, "variant": variant}
     user_data = None
     ctx.touch(name)
@@ -61,7 +63,7 @@ def cmd_create(ctx: Ctx, opts: Opts, pos: list[str]) -> int:
         user_data = load_user_data(opts["user-data"], name)
     if not distros.version_known(distro, ver):
         raise SimError(f"{pre}make rootfs: image not found: {{{distro} {ver} {arch} {variant}}}")
-    return create.create(ctx, name, image, user, user_data, password)
+    return create.create(ctx, name, image, user, user_data, password, config=config)
 
 
 def _list_rows(ctx: Ctx, running_only: bool) -> list[dict[str, Any]]:
@@ -135,7 +137,8 @@ def cmd_info(ctx: Ctx, opts: Opts, pos: list[str]) -> int:
     ctx.touch(rec["name"])
     eff = S.effective_state(rec) or "deleting"
     size = disk_size(ctx.home, rec)
-    info: dict[str, Any] = {"record": public_record(rec, eff), "disk_size": size}
+    # info's config is 2.2.3's longer one, list's the two keys (docs/orbctl-contract.md §16)
+    info: dict[str, Any] = {"record": public_record(rec, eff, full_config=True), "disk_size": size}
     if eff == "running" and rec.get("ip4"):
         info["ip4"] = rec["ip4"]
         info["ip6"] = rec["ip6"]
@@ -235,8 +238,40 @@ def cmd_delete(ctx: Ctx, opts: Opts, pos: list[str]) -> int:
             Out.err("Aborted\n")
             return 1
     machines.ensure_running_flag(ctx)
+    if not opts.get("all") and _an_id_not_a_name(ctx, pos):
+        Out.err(DELETE_BY_ID_PANIC)  # nothing is deleted, not even the names before it
+        return 2
     machines.delete(ctx, pos, bool(opts.get("all")))
     return 0
+
+
+#: ``orbctl delete <ID>`` on OrbStack 2.2.3: records are keyed by name while the loop reads them
+#: by the argument, so an id dereferences nil (docs/orbctl-contract.md §16 [CAP]).  Only NAME
+#: works; orbsim fails the same way (a Go runtime panic exits 2) so a client that deletes by id
+#: cannot pass on Linux and crash on a Mac.  Not a fault: it happens every time.
+DELETE_BY_ID_PANIC = (
+    "panic: runtime error: invalid memory address or nil pointer dereference\n"
+    "[signal SIGSEGV: segmentation violation code=0x2 addr=0x30 pc=0x1029c4f1c]\n"
+    "\n"
+    "goroutine 1 [running]:\n"
+    "github.com/orbstack/macvirt/scon/cmd/scli/cmd.init.func7(0x14000193b08, {{0x14000393ce0, "
+    "0x2, 0x2}})\n"
+    "\t/Users/runner/work/macvirt/macvirt/scon/cmd/scli/cmd/delete.go:71 +0x2bc\n"
+    "github.com/spf13/cobra.(*Command).execute(0x14000193b08, {{0x14000393cc0, 0x2, 0x2}})\n"
+    "\t/Users/runner/go/pkg/mod/github.com/spf13/cobra@v1.8.1/command.go:989 +0x81c\n"
+    "main.main()\n"
+    "\t/Users/runner/work/macvirt/macvirt/scon/cmd/scli/main.go:10 +0x20\n"
+)
+
+
+def _an_id_not_a_name(ctx: Ctx, keys: list[str]) -> bool:
+    """Whether an argument names a machine only by its id (2.2.3 panics on it)."""
+    from . import state as S
+
+    recs = S.visible(S.read(ctx.home))
+    names = {r["name"] for r in recs}
+    ids = {r["id"] for r in recs}
+    return any(k in ids and k not in names for k in keys)
 
 
 def cmd_rename(ctx: Ctx, opts: Opts, pos: list[str]) -> int:

@@ -84,6 +84,15 @@ COMMANDS: tuple[Command, ...] = (
             Flag("p", "set-password", False, "Prompt for a password for the default user and root"),
             Flag("u", "user", True, "Username for the default user"),
             Flag("c", "user-data", True, "Path to Cloud-init user data file"),
+            # OrbStack 2.1-2.2's per-machine settings (docs/orbctl-contract.md §16 [3P];
+            # what they do in orbsim: orbsim/settings.py)
+            Flag("", "cpus", True, "CPU limit (cores)"),
+            Flag("", "memory", True, "Memory limit (e.g. 4G, 512M)"),
+            Flag("", "disk", True, "Disk size limit (e.g. 64G)"),
+            Flag("", "isolated", False, "Isolate the machine from macOS"),
+            Flag("", "isolate-network", False, "Isolate the machine's network"),
+            Flag("", "forward-ssh-agent", False, "Forward the macOS SSH agent"),
+            Flag("", "mount", True, "Mount a macOS directory SRC[:DEST] (with --isolated)"),
         ),
         nargs=(1, 2),
         mutating=True,

@@ -29,8 +29,11 @@ def create(
     user: str,
     user_data: Any = None,
     password: str | None = None,
+    *,
+    config: dict[str, Any] | None = None,
 ) -> int:
-    """Create, start and provision a machine.  Returns the exit code for the client."""
+    """Create, start and provision a machine.  Returns the exit code for the client.
+    ``config``: the record's config from ``create``'s flags (orbsim/settings.py)."""
     ctx.touch(name)
     pre = f"create '{name}': "
     if not valid_name(name):
@@ -40,7 +43,7 @@ def create(
         if S.find(t.st, name) is not None:
             raise SimError(f"{pre}machine already exists: '{name}'")
         mid = S.new_id()
-        rec = new_record(mid, name, image, {"isolated": False, "default_username": user})
+        rec = new_record(mid, name, image, config or {"isolated": False, "default_username": user})
         t.st["machines"][mid] = rec
     S.machine_dir(ctx.home, mid).mkdir(parents=True, exist_ok=True)
     note(ctx.home, mid, f"create {name} ({image['distro']}:{image['version']}) requested")

@@ -29,7 +29,7 @@ HELP = Flag("h", "help", False, "")
 def parse_flags(flags: tuple[Flag, ...], argv: list[str]) -> tuple[Opts, list[str]]:
     """pflag-style parsing: flags may be interleaved with args; ``--`` ends flags."""
     specs = (*flags, HELP)
-    by_short = {s.short: s for s in specs}
+    by_short = {s.short: s for s in specs if s.short}
     by_long = {s.long: s for s in specs}
     opts: Opts = {}
     pos: list[str] = []

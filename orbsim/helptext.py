@@ -13,7 +13,9 @@ def usage_text(prog: str, cmd: str) -> str:
         lines += ["Aliases:", "  " + ", ".join((cmd, *c.aliases)), ""]
     lines.append("Flags:")
     for f in (*c.flags, Flag("h", "help", False, f"help for {cmd}")):
-        left = f"  -{f.short}, --{f.long}" + (" string" if f.takes_value else "")
+        left = (f"  -{f.short}, --{f.long}" if f.short else f"      --{f.long}") + (
+            " string" if f.takes_value else ""
+        )
         lines.append(f"{left:<26}{f.help}")
     return "\n".join(lines) + "\n"
 

@@ -71,6 +71,7 @@ def write_config(
     net: dict[str, Any],
     console_log: Path,
     init_cmd: str | None = None,
+    extra: list[str] | None = None,
 ) -> Path:
     d = cdir(home, mid)
     d.mkdir(parents=True, exist_ok=True)
@@ -100,6 +101,7 @@ def write_config(
     ]
     if init_cmd:
         lines.append(f"lxc.init.cmd = {init_cmd}")
+    lines += extra or []  # the machine's CPU and memory limits (orbsim/settings.py)
     text = "\n".join(lines) + "\n"
     tmp = d / f".config.{os.getpid()}"
     tmp.write_text(text)

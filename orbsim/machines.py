@@ -27,6 +27,7 @@ from .distros import valid_name
 from .errors import SimError
 from .guest import NO_INIT, guest_root_sh, has_init, hosts_text, write_identity
 from .records import console_log, note
+from .settings import lxc_limits
 
 TYPE_CHECKING = False  # avoids importing typing on the hot path; mypy treats it as True
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def start_machine(
             net=addr,
             console_log=console_log(home, mid),
             init_cmd=init_cmd,
+            extra=lxc_limits(rec.get("config") or {}),
         )
         init = lxc.start(home, mid, mdir / "lxc.log")
         net.started(home, mid, init)

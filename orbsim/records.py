@@ -45,17 +45,16 @@ def new_record(
     }
 
 
-def public_record(rec: S.Record, state: str | None = None) -> dict[str, Any]:
-    """A ContainerRecord in the exact field order of docs/orbctl-contract.md §3."""
+def public_record(
+    rec: S.Record, state: str | None = None, *, full_config: bool = False
+) -> dict[str, Any]:
+    """A ContainerRecord in the exact field order of docs/orbctl-contract.md §3; ``info``'s
+    (``full_config``) carries 2.2.3's longer config, ``list``'s the two keys (§16)."""
+    from .settings import info_config, list_config
+
     img = rec["image"]
     cfg = rec.get("config") or {}
-    out_cfg: dict[str, Any] = {
-        "isolated": bool(cfg.get("isolated", False)),
-        "default_username": cfg.get("default_username", ""),
-    }
-    for k, v in cfg.items():
-        if k not in out_cfg:
-            out_cfg[k] = v
+    out_cfg = info_config(cfg) if full_config else list_config(cfg)
     return {
         "id": rec["id"],
         "name": rec["name"],
