@@ -14,7 +14,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Generator, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from pytest_orbstack.topology import (
     inventory_of,
     make_topology,
 )
+from pytest_orbstack.topology_sharing import SharedTopologies, topology_unit
 from pytest_orbstack.vocabulary import Role
 
 log = logging.getLogger("pytest_orbstack")
@@ -214,7 +215,7 @@ class _Scope:
                 return machine
 
             try:
-                made = make_topology(topology, take, where=where)
+                made = make_topology(topology, take, where=where, recorder=self.state.recorder)
             except OrbstackError as exc:
                 made = exc
             self.topologies[topology] = made
@@ -360,6 +361,11 @@ def orb_vm_factory_session(
     return _factory(_orb_state, _orb_session_scope, request, "factory")
 
 
+@pytest.fixture(scope="session")
+def _orb_shared_topologies(_orb_state: OrbState) -> SharedTopologies:
+    return SharedTopologies(_orb_state)
+
+
 @pytest.fixture
 def orb_inventory(
     request: pytest.FixtureRequest,
@@ -367,24 +373,34 @@ def orb_inventory(
     _orb_module_scope: _Scope,
     _orb_function_scope: _Scope,
     _orb_session_scope: _Scope,
-) -> OrbInventory:
+    _orb_shared_topologies: SharedTopologies,
+) -> Iterator[OrbInventory]:
     """The machines of this test's ``@pytest.mark.orbstack(inventory={...})``, in their groups,
     deployed once as one pyinfra inventory: ``orb_inventory["web"]``, iteration over all,
-    ``.deploy(target, **data)``, ``.assert_idempotent(...)``, ``.write_inventory(path)``."""
+    ``.deploy(target, **data)``, ``.assert_idempotent(...)``, ``.write_inventory(path)``.
+    Under xdist a module or session topology is the run's one, shared by every worker, its
+    tests taking turns (:mod:`pytest_orbstack.topology_sharing`)."""
     topology = _orb_state.topology_for(request.node)
     assert topology is not None  # checked at collection
     scopes = {"function": _orb_function_scope, "module": _orb_module_scope}
     scope = scopes.get(topology.isolation, _orb_session_scope)
+    shared = _orb_state.run.is_worker and topology.isolation != "function"
     started = time.monotonic()
-    try:
-        inventory = scope.topology(topology, request.node.nodeid)
-    except OrbstackError as exc:
-        pytest.fail(f"pytest-orbstack: no {topology.describe()}: {exc}", pytrace=False)
-    waited = time.monotonic() - started  # once for the test, not once per machine
-    for index, machine in enumerate(inventory):
-        _served(_orb_state, request.node, machine, waited if index == 0 else 0.0, "inventory")
-    _orb_state.recorder.topology(request.node.nodeid, inventory.names())
-    return inventory
+    with ExitStack() as turn:
+        try:
+            if shared:
+                unit = topology_unit(topology.isolation, str(request.node.path))
+                inventory = _orb_shared_topologies.get(topology, unit, request.node.nodeid)
+                turn.enter_context(_orb_shared_topologies.turn(topology, unit))
+            else:
+                inventory = scope.topology(topology, request.node.nodeid)
+        except OrbstackError as exc:
+            pytest.fail(f"pytest-orbstack: no {topology.describe()}: {exc}", pytrace=False)
+        waited = time.monotonic() - started  # once for the test, not once per machine
+        for index, machine in enumerate(inventory):
+            _served(_orb_state, request.node, machine, waited if index == 0 else 0.0, "inventory")
+        _orb_state.recorder.topology(request.node.nodeid, inventory.names())
+        yield inventory
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from pytest_orbstack.deploy.results import DeployResult
     from pytest_orbstack.deploy.targets import DeployTarget
     from pytest_orbstack.machine import Machine
+    from pytest_orbstack.report import Recorder
 
 #: Marker arguments that go with ``inventory=`` (machine arguments are the groups' defaults).
 TOPOLOGY_KEYS = (
@@ -347,10 +349,12 @@ def make_topology(
     take: Callable[[MachineSpec], Machine],
     *,
     where: str = "",
+    recorder: Recorder | None = None,
 ) -> OrbInventory:
     """The machines of ``topology`` (``take`` gives one fresh machine of a spec; called side by
-    side), then its deploy, once, across all of them.  A failure to take a machine raises
-    after every other take settled: ``take``'s caller answers for releasing what it gave."""
+    side), then its deploy, once, across all of them (recorded as every machine's ``deploy``
+    phase: one event naming them all).  A failure to take a machine raises after every other
+    take settled: ``take``'s caller answers for releasing what it gave."""
     wanted = [(group, spec) for group in topology.groups for spec in [group.spec] * group.count]
     with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="orbstack-topo") as ex:
         futures = [ex.submit(take, spec) for _, spec in wanted]
@@ -362,13 +366,20 @@ def make_topology(
         groups.setdefault(group.name, []).append(future.result())
     inventory = OrbInventory(groups, topology.group_data, where=where)
     if topology.deploy:
-        run_deploy(
-            list(inventory),
-            topology.deploy,
-            data=topology.deploy_data,
-            config=topology.deploy_config,
-            inventory=inventory.inventory,
+        names = [m.name for m in inventory]
+        phase = (
+            recorder.shared_phase(names, "deploy", together=True)
+            if recorder is not None
+            else nullcontext()
         )
+        with phase:
+            run_deploy(
+                list(inventory),
+                topology.deploy,
+                data=topology.deploy_data,
+                config=topology.deploy_config,
+                inventory=inventory.inventory,
+            )
     return inventory
 
 

@@ -177,28 +177,82 @@ def test_topologies_groups_data_isolation_and_cli(
     tests = {t["nodeid"].rsplit("/", 1)[-1]: t for t in json.loads(report.read_text())["tests"]}
     groups = tests["test_module.py::test_the_inventory_is_idempotent"]["groups"]
     assert sorted(groups) == ["lb", "web"] and len(groups["web"]) == 2
+    # The topology's one deploy is a `deploy` phase of all three machines (one event), as a
+    # template's provisioning is; each function topology's is its machine's.
+    names = sorted(groups["lb"] + groups["web"])
+    data = json.loads(report.read_text())
+    deploys = [e for e in data["events"] if e["kind"] == "phase" and e["phase"] == "deploy"]
+    assert sorted(len(e["machines"]) for e in deploys) == [1, 1, 3]
+    assert [sorted(e["machines"]) for e in deploys if len(e["machines"]) == 3] == [names]
+    machines = {m["name"]: m for m in data["machines"]}
+    assert all(machines[n]["phases"]["deploy"] > 0 for n in names)
     assert orb_env.wait_until_empty() == []
 
 
-def test_a_module_topology_under_xdist(pytester: pytest.Pytester, orb_env: OrbEnv) -> None:
-    """Each worker that runs tests of the module gets its own topology, deployed once; the
-    names never collide and nothing is left behind."""
+XDIST_TESTS = """
+import os
+from pathlib import Path
+
+def _seen(orb_inventory, i):
+    (lb,) = orb_inventory["lb"]
+    # Tests of one shared topology take turns: another test inside this one would fail here.
+    lb.run(["mkdir", "/tmp/busy"], check=True)
+    assert [runs(m) for m in orb_inventory] == [1, 1]  # the one deploy, on every worker
+    assert facts(lb)["web"] == web_line(orb_inventory["web"])
+    names = ",".join(m.name for m in orb_inventory)
+    line = f"{i} {os.environ['PYTEST_XDIST_WORKER']} {names}\\n"
+    with open(Path(__file__).with_name("seen.txt"), "a") as out:
+        out.write(line)
+    lb.run(["rmdir", "/tmp/busy"], check=True)
+"""
+
+
+def test_a_module_topology_is_shared_by_every_xdist_worker(
+    pytester: pytest.Pytester, orb_env: OrbEnv
+) -> None:
+    """Under ``-n 2 --dist load`` the module's four tests run on both workers, and every one of
+    them is given the same machines, deployed once (the deploy appends a line to
+    ``/tmp/deploy-runs`` on each host); the tests take turns; two fresh machines are made in
+    all (one topology); the report has one ``deploy`` phase naming both; nothing is left."""
     suite = pytester.path / "suite"
     _suite(suite)
     body = TEST_MODULE.split("SEEN = []")[0].replace(
         '{"lb": 1, "web": {"count": 2, "image": "debian:bookworm"}}', '{"lb": 1, "web": 1}'
     )
     tests = "".join(
-        f"\ndef test_{i}(orb_inventory):\n"
-        f"    assert [runs(m) for m in orb_inventory] == [1, 1]\n"
-        f"    assert facts(orb_inventory['lb'][0])['web'] == web_line(orb_inventory['web'])\n"
-        for i in range(4)
+        f"\ndef test_{i}(orb_inventory):\n    _seen(orb_inventory, {i})\n" for i in range(4)
     )
-    (suite / "test_xdist.py").write_text(body + tests)
+    (suite / "test_xdist.py").write_text(body + XDIST_TESTS + tests)
+    report = pytester.path / "report.json"
     result = pytester.runpytest_subprocess(
-        str(suite), "-p", "no:cacheprovider", "--orbstack-required", "-n", "2", timeout=1500
+        str(suite),
+        "-p",
+        "no:cacheprovider",
+        "--orbstack-required",
+        "-n",
+        "2",
+        "--dist",
+        "load",
+        f"--orbstack-report={report}",
+        timeout=1500,
     )
     result.assert_outcomes(passed=4)
+    seen = [line.split() for line in (suite / "seen.txt").read_text().splitlines()]
+    assert sorted(i for i, _, _ in seen) == ["0", "1", "2", "3"]
+    assert {worker for _, worker, _ in seen} == {"gw0", "gw1"}  # both workers ran some
+    assert len({names for _, _, names in seen}) == 1  # ... on the same machines
+    assert orb_env.made()["fresh"] == 2  # one topology for the run, not one per worker
+    import json
+
+    data = json.loads(report.read_text())
+    names = seen[0][2].split(",")
+    deploys = [e for e in data["events"] if e["kind"] == "phase" and e["phase"] == "deploy"]
+    assert [sorted(e["machines"]) for e in deploys] == [sorted(names)]
+    machines = {m["name"]: m for m in data["machines"]}
+    assert all(machines[n]["tests"] == 4 and "deploy" in machines[n]["phases"] for n in names)
+    groups = [t["groups"] for t in data["tests"]]
+    assert len(groups) == 4 and all(g == {"lb": names[:1], "web": names[1:]} for g in groups)
+    result.stdout.fnmatch_lines([f"*inventory lb=[[]{names[0]}] web=[[]{names[1]}]: 4 test(s)*"])
     assert orb_env.wait_until_empty() == []
 
 
