@@ -51,9 +51,18 @@ def test_two_machines_talk_by_factory(orb_vm_factory):
 
 @pytest.mark.orbstack(isolation="module")
 class TestModuleMachine:
-    # One machine for every test of this module that asks for module isolation.
+    # One machine for the tests of this module that ask for module isolation - per xdist
+    # worker, as any module-scoped fixture is: under `-n 2` these two tests may run on two
+    # workers, each with its own machine (`--dist loadscope` keeps a module's tests on one).
+    # So each test checks the machine holds exactly the steps of the tests its process ran.
+    steps: list[str] = []
+
     def test_write(self, orb_vm):
-        orb_vm.run(["sh", "-c", "echo kept > /tmp/state"], check=True)
+        orb_vm.run(["sh", "-c", "echo write >> /tmp/steps"], check=True)
+        TestModuleMachine.steps.append("write")
+        assert orb_vm.run(["cat", "/tmp/steps"]).stdout.split() == self.steps
 
     def test_read(self, orb_vm):
-        assert orb_vm.run(["cat", "/tmp/state"]).stdout == "kept\n"
+        orb_vm.run(["sh", "-c", "echo read >> /tmp/steps"], check=True)
+        TestModuleMachine.steps.append("read")
+        assert orb_vm.run(["cat", "/tmp/steps"]).stdout.split() == self.steps

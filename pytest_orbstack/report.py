@@ -182,13 +182,10 @@ class Recorder:
             yield
 
     @contextmanager
-    def shared_phase(
-        self, names: Sequence[str], phase: str, *, together: bool = False
-    ) -> Iterator[None]:
-        """Time one step done for one machine, or for several at once (a batched delete: each
-        gets an equal share of the time, and the event names them all).  ``together``: the
-        step kept every machine busy the whole time (a topology's one deploy across all its
-        hosts): each gets all of it."""
+    def shared_phase(self, names: Sequence[str], phase: str) -> Iterator[None]:
+        """Time one step done for one machine, or for several at once (a batched delete, a
+        topology's one deploy: each gets an equal share of the time, so the run's total counts
+        it once, and the event names them all)."""
         wall, started = time.time(), time.monotonic()
         outcome = "failed"
         try:
@@ -196,7 +193,7 @@ class Recorder:
             outcome = "ok"
         finally:
             elapsed = time.monotonic() - started
-            share = elapsed if together else elapsed / max(1, len(names))
+            share = elapsed / max(1, len(names))
             known = [name for name in names if name in self.machines]
             for name in known:
                 stats = self.machines[name]

@@ -109,17 +109,6 @@ def test_shared_phase_splits_equally(clock: Clock) -> None:
     assert sum(m.total for m in rec.machines.values()) == 7.0  # the batch is not counted thrice
 
 
-def test_shared_phase_together_gives_each_machine_the_whole_time(clock: Clock) -> None:
-    rec = Recorder()
-    for name in ("lb", "web"):
-        rec.machine(name, "debian", "module", "module")
-    with rec.shared_phase(["lb", "web"], "deploy", together=True):  # one run over both hosts
-        clock.advance(6.0)
-    assert rec.machines["lb"].phases == {"deploy": 6.0} == rec.machines["web"].phases
-    (event,) = rec.events
-    assert (event.phase, event.machines, event.end - event.start) == ("deploy", ["lb", "web"], 6.0)
-
-
 def test_shared_phase_with_no_names(clock: Clock) -> None:
     rec = Recorder()
     with rec.shared_phase([], "delete"):
