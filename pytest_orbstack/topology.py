@@ -353,8 +353,9 @@ def make_topology(
 ) -> OrbInventory:
     """The machines of ``topology`` (``take`` gives one fresh machine of a spec; called side by
     side), then its deploy, once, across all of them (recorded as every machine's ``deploy``
-    phase: one event naming them all, each machine an equal share of its time).  A failure to take a machine raises after every other
-    take settled: ``take``'s caller answers for releasing what it gave."""
+    phase: one event naming them all, each machine an equal share of its time).  A failure to
+    take a machine raises after every other take settled: ``take``'s caller answers for
+    releasing what it gave."""
     wanted = [(group, spec) for group in topology.groups for spec in [group.spec] * group.count]
     with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="orbstack-topo") as ex:
         futures = [ex.submit(take, spec) for _, spec in wanted]
@@ -367,11 +368,7 @@ def make_topology(
     inventory = OrbInventory(groups, topology.group_data, where=where)
     if topology.deploy:
         names = [m.name for m in inventory]
-        phase = (
-            recorder.shared_phase(names, "deploy")
-            if recorder is not None
-            else nullcontext()
-        )
+        phase = recorder.shared_phase(names, "deploy") if recorder is not None else nullcontext()
         with phase:
             run_deploy(
                 list(inventory),
