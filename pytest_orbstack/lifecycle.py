@@ -11,8 +11,8 @@ hands it specs and tells it when scopes end; what to keep is decided by
 * a **template** per spec with a deploy is a clone of the base, provisioned, generalized and
   stopped; session machines are clones of the base (provisioned when they have a deploy);
 * every **fresh** machine is a copy-on-write clone of its template or base, started and checked
-  once (:meth:`MachineManager._ready`); without ``clone`` (OrbStack before 2.0) machines are
-  created.
+  once (:func:`pytest_orbstack.readiness.check_ready`); without ``clone`` (OrbStack before 2.0)
+  machines are created.
 
 Every machine is written to the :class:`~pytest_orbstack.registry.Registry` *before* it is
 created, so a crash at any point leaves a record the reaper (or the watchdog) can act on, and
@@ -31,14 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_orbstack.cloning import (
-    FAILURE_DETAIL,
-    GENERALIZE_SCRIPT,
-    READY_TIMEOUT,
-    CloneSources,
-    new_failures,
-    ready_script,
-)
+from pytest_orbstack.cloning import GENERALIZE_SCRIPT, CloneSources
 from pytest_orbstack.coordination import MissingIpRecord
 from pytest_orbstack.deploy.results import DeployError
 from pytest_orbstack.errors import (
@@ -50,6 +43,7 @@ from pytest_orbstack.errors import (
 from pytest_orbstack.machine import Machine
 from pytest_orbstack.orbctl import MachineInfo, Orbctl
 from pytest_orbstack.policy import at_run_end, delete_chunks
+from pytest_orbstack.readiness import check_ready
 from pytest_orbstack.registry import Record, Registry
 from pytest_orbstack.report import Recorder
 from pytest_orbstack.retry import (
@@ -62,7 +56,7 @@ from pytest_orbstack.retry import (
     wait_for_state,
 )
 from pytest_orbstack.settings import RunContext, Settings
-from pytest_orbstack.spec import MachineSpec, image_matches, machine_name, slugify
+from pytest_orbstack.spec import MachineSpec, machine_name, slugify
 from pytest_orbstack.vocabulary import Role
 
 log = logging.getLogger("pytest_orbstack")
@@ -458,68 +452,10 @@ class MachineManager:
         self._ready(machine)
 
     def _ready(self, machine: Machine) -> None:
-        """One readiness check: a root shell in the machine that gives it an identity of its own
-        (a clone of a generalized base has none yet), waits for systemd (and cloud-init) to
-        finish booting, and answers.  ``start`` returns once the machine runs, so this is one
-        ``orbctl run`` unless the machine is slow to accept commands; the address is asked for
-        when a test wants it (:attr:`Machine.ip`), not polled here."""
-        user_data = machine.spec is not None and bool(machine.spec.user_data)
-        script = ready_script(cloud_init=user_data)
         with self.recorder.phase(machine.name, "ready"):
-            deadline = time.monotonic() + READY_TIMEOUT
-            while True:
-                probe = self.client.run(
-                    machine.name, ["sh", "-c", script], user="root", workdir="", timeout=600
-                )
-                if probe.returncode == 0:
-                    output = probe.stdout.decode(errors="replace")
-                    self._check_units(machine, output)
-                    self._check_image(machine, output)
-                    return
-                if time.monotonic() > deadline:
-                    raise ProvisionError(
-                        f"machine {machine.name!r} is running but cannot run commands: "
-                        f"{probe.stderr.decode(errors='replace').strip()}"
-                    )
-                info = wait_for_state(self.client, machine.name, {"running"}, self.policy)
-                if info is None or info.state != "running":
-                    state = info.state if info else "gone"
-                    raise ProvisionError(f"machine {machine.name!r} did not start ({state})")
-                time.sleep(0.2)
-
-    def _check_units(self, machine: Machine, output: str) -> None:
-        """A clone must boot as cleanly as its origin: units failed in it that were not failed
-        in the origin when it was generalized make it not ready, with their status and journal
-        tail (never handed out silently with a service down)."""
-        units = new_failures(output)
-        if not units:
-            return
-        detail = self.client.run(
-            machine.name, ["sh", "-c", FAILURE_DETAIL, "sh", *units], user="root", workdir=""
-        )
-        raise ProvisionError(
-            f"machine {machine.name!r} booted with failed units its origin did not have: "
-            f"{', '.join(units)}\n{detail.stdout.decode(errors='replace').rstrip()}"
-        )
-
-    def _check_image(self, machine: Machine, output: str) -> None:
-        """Record (and warn) when the machine is not the image its spec asked for, e.g. a
-        simulator that had to substitute another release: never silently."""
-        lines = [line for line in output.splitlines() if line.startswith("os=")]
-        if not lines or machine.spec is None:
-            return
-        os_id, *versions = lines[-1][3:].split()
-        if image_matches(machine.spec.image, os_id, versions):
-            return
-        actual = " ".join([os_id, *versions[:1]])
-        log.warning(
-            "machine %s runs %s, not the image asked for (%s)",
-            machine.name,
-            actual,
-            machine.spec.image,
-        )
+            actual = check_ready(self.client, self.policy, machine)
         stats = self.recorder.machines.get(machine.name)
-        if stats is not None:
+        if actual is not None and stats is not None:
             stats.actual_image = actual
 
     def _generalize_and_stop(self, name: str) -> None:

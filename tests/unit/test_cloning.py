@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from pytest_orbstack.cloning import (
-    FAILED_REPORT,
-    GENERALIZE_SCRIPT,
-    ORIGIN_FAILED,
-    new_failures,
-    ready_script,
-    report_value,
-)
+from pytest_orbstack.cloning import GENERALIZE_SCRIPT, ORIGIN_FAILED
+from pytest_orbstack.readiness import FAILED_REPORT, new_failures, ready_script, report_value
 
 
 def test_new_failures_are_those_the_origin_did_not_have() -> None:
