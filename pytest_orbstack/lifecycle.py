@@ -434,6 +434,7 @@ class MachineManager:
                 info = self._clone_from(origin, name, spec)
             if info is not None:  # inspected after an ambiguous attempt: its id is known
                 self.registry.update(name, machine_id=info.record.id)
+            self._set_limits(name, spec)
             with self.recorder.phase(name, "start"):
                 start_machine(self.client, self.policy, name)
             machine = self.machine(name, spec)
@@ -441,6 +442,14 @@ class MachineManager:
             if provision and spec.deploy:
                 self._provision(machine, spec)
         return machine
+
+    def _set_limits(self, name: str, spec: MachineSpec) -> None:
+        """A clone's CPU, memory and disk limits, set explicitly before its first start
+        (``config set machine.NAME.*``): OrbStack does not document whether a clone inherits
+        them (docs/orbctl-contract.md §16; it does inherit ``isolated``)."""
+        for key, value in spec.create_options().machine_config().items():
+            # An OrbStack without the key: UnsupportedSettingError (errors.py), a clear message.
+            self.client.set_machine_config(name, key, value)
 
     def _wait_ready(self, machine: Machine) -> None:
         """After ``create``: running (with an address if this orbctl reports addresses), then

@@ -31,6 +31,7 @@ from pytest_orbstack.errors import (
     OrbctlError,
     OrbctlTimeoutError,
     OrbStackUnavailableError,
+    UnsupportedSettingError,
     classify,
     first_error_line,
 )
@@ -354,6 +355,8 @@ class Orbctl:
     ) -> None:
         _require_name(name)
         flags = options.argv() if options is not None else []
+        if options is not None and options.has_settings():
+            self._require_settings(["create", *flags, image, name])
         self.check(["create", *flags, image, name], timeout=timeout)
 
     def clone(self, source: str, name: str, *, timeout: float | None = None) -> None:
@@ -379,6 +382,33 @@ class Orbctl:
                     f"delete takes names only (an id crashes OrbStack 2.2.3)"
                 )
         self.check(["delete", "-f", *names], timeout=timeout)
+
+    def set_machine_config(self, name: str, key: str, value: str) -> None:
+        """``config set machine.NAME.KEY VALUE`` (OrbStack 2.2's per-machine keys)."""
+        _require_name(name)
+        if not key.replace("_", "").isalnum():
+            raise ValueError(f"invalid machine config key {key!r}")
+        argv = ["config", "set", f"machine.{name}.{key}", value]
+        self._require_settings(argv)
+        self.check(argv)
+
+    def _require_settings(self, argv: Sequence[str]) -> None:
+        """Per-machine settings arrived with OrbStack 2.2 (docs/orbctl-contract.md §16): an
+        older version is refused before the call, with one clear error instead of cobra's
+        ``unknown flag`` and usage dump (which is classified the same way, errors.py, for an
+        OrbStack whose version says nothing).  Asked once per client."""
+        version = self.cached_version()
+        if re.match(r"\d+\.\d+", version) and not version_at_least(version, (2, 2)):
+            raise UnsupportedSettingError(
+                argv,
+                None,
+                "",
+                message=(
+                    f"this OrbStack ({version}) does not support per-machine settings; they "
+                    f"need OrbStack 2.2 or later: update OrbStack, or drop cpus=/memory=/disk=/"
+                    f"isolated_from_mac= from the marker or factory call"
+                ),
+            )
 
     def rename(self, old: str, new: str, *, timeout: float | None = None) -> None:
         _require_name(old)

@@ -117,11 +117,17 @@ class MachineInfo:
 @dataclass(frozen=True)
 class CreateOptions:
     """What ``orbctl create`` is told besides image and name, passed as one value from the spec
-    down to the command line: ``-a ARCH``, ``-u USER``, ``-c USER_DATA``."""
+    down to the command line: ``-a ARCH``, ``-u USER``, ``-c USER_DATA``, and OrbStack 2.2's
+    per-machine settings ``--cpus N``, ``--memory NM``, ``--disk NM``, ``--isolated``
+    (docs/orbctl-contract.md §16)."""
 
     arch: str | None = None
     user: str | None = None
     user_data: str | None = None
+    cpus: int | None = None
+    memory_mib: int | None = None
+    disk_bytes: int | None = None
+    isolated: bool = False
 
     def argv(self) -> list[str]:
         flags: list[str] = []
@@ -131,7 +137,37 @@ class CreateOptions:
             flags += ["-u", self.user]
         if self.user_data:
             flags += ["-c", self.user_data]
+        if self.cpus is not None:
+            flags += ["--cpus", str(self.cpus)]
+        if self.memory_mib is not None:
+            flags += ["--memory", size_flag(self.memory_mib * 1024**2)]
+        if self.disk_bytes is not None:
+            flags += ["--disk", size_flag(self.disk_bytes)]
+        if self.isolated:
+            flags.append("--isolated")
         return flags
+
+    def has_settings(self) -> bool:
+        """Whether any of OrbStack 2.2's per-machine settings is asked for."""
+        return bool(self.machine_config()) or self.isolated
+
+    def machine_config(self) -> dict[str, str]:
+        """The ``machine.NAME.*`` keys of the limits (set explicitly on a clone: whether a clone
+        inherits them is not documented)."""
+        keys: dict[str, str] = {}
+        if self.cpus is not None:
+            keys["cpu"] = str(self.cpus)
+        if self.memory_mib is not None:
+            keys["memory_mib"] = str(self.memory_mib)
+        if self.disk_bytes is not None:
+            keys["disk_bytes"] = str(self.disk_bytes)
+        return keys
+
+
+def size_flag(size: int) -> str:
+    """A byte count as the size flags take it: ``4G`` when whole gibibytes, else ``NM``."""
+    gib, mib = 1024**3, 1024**2
+    return f"{size // gib}G" if size % gib == 0 else f"{size // mib}M"
 
 
 @dataclass(frozen=True)

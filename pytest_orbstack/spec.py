@@ -34,6 +34,10 @@ MARKER_ARGS: dict[str, str] = {
     "deploy_config": "None",
     "deploy_from": "None",
     "name": "None",
+    "cpus": "None",
+    "memory": "None (e.g. '4G', '512M' or MiB)",
+    "disk": "None (e.g. '64G')",
+    "isolated_from_mac": "False",
     "inventory": "None",
     "group_data": "None",
 }
@@ -77,6 +81,12 @@ class MachineSpec:
     #: ``deploy_from=``: the git revision ``deploy`` was taken from (``deploy`` is then the
     #: extracted file, whose path names the revision's tree: part of the identity already).
     deploy_from: str | None = None
+    #: OrbStack 2.2's per-machine settings (docs/orbctl-contract.md §16): CPU and memory limits,
+    #: disk size limit, and a machine isolated from the Mac (``--isolated``).
+    cpus: int | None = None
+    memory_mib: int | None = None
+    disk_bytes: int | None = None
+    isolated_from_mac: bool = False
 
     @property
     def deploy_data(self) -> dict[str, Any]:
@@ -100,7 +110,18 @@ class MachineSpec:
             identity["deploy_data"] = self.deploy_data_json
         if self.deploy_config_json:
             identity["deploy_config"] = self.deploy_config_json
+        identity.update(self.settings())
         return identity
+
+    def settings(self) -> dict[str, Any]:
+        """The per-machine settings given (part of the identity and of the base)."""
+        given = {
+            "cpus": self.cpus,
+            "memory_mib": self.memory_mib,
+            "disk_bytes": self.disk_bytes,
+            "isolated_from_mac": self.isolated_from_mac or None,
+        }
+        return {k: v for k, v in given.items() if v is not None}
 
     def base_hash(self) -> str:
         """Hash of the machine as ``create`` makes it (image, arch, user, user-data content)."""
@@ -121,12 +142,27 @@ class MachineSpec:
     def pristine(self) -> MachineSpec:
         """The spec of this machine's base: what ``create`` makes, before any deploy."""
         return MachineSpec(
-            image=self.image, arch=self.arch, user=self.user, user_data=self.user_data
+            image=self.image,
+            arch=self.arch,
+            user=self.user,
+            user_data=self.user_data,
+            cpus=self.cpus,
+            memory_mib=self.memory_mib,
+            disk_bytes=self.disk_bytes,
+            isolated_from_mac=self.isolated_from_mac,
         )
 
     def create_options(self) -> CreateOptions:
         """The ``orbctl create`` flags this spec needs."""
-        return CreateOptions(arch=self.arch, user=self.user, user_data=self.user_data)
+        return CreateOptions(
+            arch=self.arch,
+            user=self.user,
+            user_data=self.user_data,
+            cpus=self.cpus,
+            memory_mib=self.memory_mib,
+            disk_bytes=self.disk_bytes,
+            isolated=self.isolated_from_mac,
+        )
 
     def describe(self) -> str:
         parts = [self.image]
@@ -137,6 +173,7 @@ class MachineSpec:
         if self.deploy:
             at = f"@{self.deploy_from}" if self.deploy_from else ""
             parts.append(f"deploy={Path(self.deploy).name}{at}")
+        parts += [f"{k}={v}" for k, v in self.settings().items()]
         return " ".join(parts)
 
 
@@ -218,6 +255,10 @@ def build_spec(
         name=_validate_name(values.get("name"), where),
         deploy_data_json=_validate_deploy_option(values, "deploy_data", where),
         deploy_config_json=_validate_deploy_option(values, "deploy_config", where),
+        cpus=_validate_cpus(values.get("cpus"), where),
+        memory_mib=_validate_size(values.get("memory"), "memory", where, mib=True),
+        disk_bytes=_validate_size(values.get("disk"), "disk", where, mib=False),
+        isolated_from_mac=_validate_flag(values.get("isolated_from_mac"), where),
     )
     if values.get("deploy_from") is not None:
         if not spec.deploy:
@@ -318,6 +359,51 @@ def _validate_deploy_option(values: Mapping[str, Any], key: str, where: str) -> 
     else:
         deploy_options(None, value, where=where)
     return json.dumps(dict(value), sort_keys=True) if value else None
+
+
+_SIZE = re.compile(r"^(\d+)\s*([KMGT])(?:i?B)?$", re.IGNORECASE)
+_UNIT = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def _validate_cpus(value: object, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"{where}: cpus={value!r}: a whole number of CPUs, at least 1 (e.g. cpus=2)"
+        )
+    return value
+
+
+def _validate_size(value: object, key: str, where: str, *, mib: bool) -> int | None:
+    """``memory=``/``disk=``: ``'4G'``, ``'512M'`` (K/M/G/T, powers of 1024) or an int - MiB
+    for memory, bytes for disk.  Returns MiB (memory) or bytes (disk), whole MiB either way."""
+    if value is None:
+        return None
+    example = "memory='4G' or memory=4096 (MiB)" if mib else "disk='64G'"
+    size: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        size = value * 1024**2 if mib else value
+    elif isinstance(value, str) and _SIZE.match(value.strip()):
+        m = _SIZE.match(value.strip())
+        assert m is not None
+        size = int(m.group(1)) * _UNIT[m.group(2).upper()]
+    if not size or size % 1024**2:
+        raise ConfigError(
+            f"{where}: {key}={value!r}: a size in whole mebibytes or more, e.g. {example}"
+        )
+    return size // 1024**2 if mib else size
+
+
+def _validate_flag(value: object, where: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"{where}: isolated_from_mac={value!r} must be True or False (True: a machine "
+            f"OrbStack isolates from the Mac; not the same as isolation=, the machine's scope)"
+        )
+    return value
 
 
 def _validate_name(value: object, where: str) -> str | None:

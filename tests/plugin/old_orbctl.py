@@ -8,6 +8,8 @@
 * ``null-lists``: an empty ``list -f json`` prints ``null`` (before July 2023);
 * ``no-settings``: no per-machine settings (before 2.2): ``create --cpus/--memory/--disk/
   --isolated`` is cobra's unknown flag, ``config set machine.N.cpu`` an unknown machine key.
+* ``rejects-settings``: the same refusals, with a version that says nothing useful
+  (``dev``, as a development build's): only the refusal itself tells.
 
 ``version`` says a version of that age (1.9.5 for ``flat``, 1.11.3 for ``no-ip``, 2.1.2 for
 ``no-settings``): the plugin decides from it whether addresses are reported.
@@ -34,7 +36,7 @@ def main() -> int:
             f"Version: {old}\nCommit: 0000000000000000000000000000000000000000 (v{old})\n"
         )
         return 0
-    if "no-settings" in shapes and _asks_for_settings(args):
+    if shapes & {"no-settings", "rejects-settings"} and _asks_for_settings(args):
         return 1
     if command not in ("info", "list") or "json" not in args:
         os.execv(real, [real, *args])
@@ -62,6 +64,8 @@ def _version(shapes: set[str]) -> str | None:
         return "1.11.3 (1110300)"
     if "no-settings" in shapes:
         return "2.1.2 (2010200)"
+    if "rejects-settings" in shapes:
+        return "dev"
     return None
 
 

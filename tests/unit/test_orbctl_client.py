@@ -15,6 +15,7 @@ from pytest_orbstack.errors import (
     OrbStackUnavailableError,
     PermanentError,
     TransientError,
+    UnsupportedSettingError,
 )
 from pytest_orbstack.orbctl import CreateOptions, Orbctl, resolve_executable
 
@@ -276,3 +277,51 @@ def test_version_at_least(version: str, wanted: tuple[int, ...], expected: bool)
     from pytest_orbstack.orbctl import version_at_least
 
     assert version_at_least(version, wanted) is expected
+
+
+SETTINGS = CreateOptions(cpus=2, memory_mib=1024)
+
+
+@pytest.mark.parametrize("version", ["2.1.2 (2010200)", "1.11.3 (1110300)"])
+def test_settings_on_an_orbstack_older_than_2_2_are_refused_before_the_call(
+    fake: FakeOrbctl, version: str
+) -> None:
+    fake.expect("version", stdout=f"Version: {version}\nCommit: abc\n")
+    client = fake.client()
+    with pytest.raises(UnsupportedSettingError) as info:
+        client.create("debian", "m1", SETTINGS)
+    short = version.split()[0]
+    assert f"this OrbStack ({short}) does not support per-machine settings" in str(info.value)
+    assert "OrbStack 2.2 or later" in str(info.value)
+    with pytest.raises(UnsupportedSettingError):
+        client.set_machine_config("m1", "cpu", "2")
+    assert fake.calls == [["version"]]  # asked once; neither create nor config set ran
+
+
+@pytest.mark.parametrize("version", ["2.2.3 (2020300)", "dev"])
+def test_settings_reach_create_on_2_2_or_an_unknown_version(fake: FakeOrbctl, version: str) -> None:
+    fake.expect("version", stdout=f"Version: {version}\n").expect("create").expect("config")
+    client = fake.client()
+    client.create("debian", "m1", SETTINGS)
+    client.set_machine_config("m1", "memory_mib", "1024")
+    assert fake.calls == [
+        ["version"],
+        ["create", "--cpus", "2", "--memory", "1G", "debian", "m1"],
+        ["config", "set", "machine.m1.memory_mib", "1024"],
+    ]
+
+
+def test_a_create_without_settings_does_not_ask_the_version(fake: FakeOrbctl) -> None:
+    fake.expect("create")
+    fake.client().create("debian", "m1", CreateOptions(user="me"))
+    assert fake.calls == [["create", "-u", "me", "debian", "m1"]]
+
+
+def test_a_create_rejecting_a_setting_is_one_clear_error(fake: FakeOrbctl) -> None:
+    fake.expect("version", stdout="Version: dev\n")
+    fake.expect("create", rc=1, stderr="Error: unknown flag: --cpus\nUsage:\n  orbctl create\n")
+    with pytest.raises(UnsupportedSettingError) as info:
+        fake.client().create("debian", "m1", SETTINGS)
+    text = str(info.value)
+    assert "does not support per-machine settings (unknown flag: --cpus)" in text
+    assert "Usage:" not in text

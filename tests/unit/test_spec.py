@@ -70,6 +70,10 @@ def test_every_marker_key_is_accepted(tmp_path: Path) -> None:
         "deploy_data": {"port": 8080},
         "deploy_config": {"SUDO": True},
         "name": "web-1",
+        "cpus": 2,
+        "memory": "2G",
+        "disk": "16G",
+        "isolated_from_mac": False,
     }
     # inventory= and group_data= describe a topology (tests/unit/test_topology.py);
     # deploy_from= needs a git repository (tests/unit/test_revisions.py)
@@ -90,8 +94,8 @@ def test_every_marker_key_is_accepted(tmp_path: Path) -> None:
 
 
 def test_unknown_keys_are_named_with_the_accepted_list(tmp_path: Path) -> None:
-    message = config_error({"imgae": "debian", "cpus": 2}, tmp_path)
-    assert "cpus, imgae" in message
+    message = config_error({"imgae": "debian", "cpu": 2}, tmp_path)
+    assert "cpu, imgae" in message
     for key in MARKER_KEYS:
         assert key in message.split("accepted:")[1]
 
@@ -416,3 +420,59 @@ def test_image_matches_what_the_machine_says_it_runs(
     from pytest_orbstack.spec import image_matches
 
     assert image_matches(image, os_id, versions) is matches
+
+
+# -- OrbStack 2.2 per-machine settings (docs/orbctl-contract.md §16) -------------------------
+
+
+def test_machine_settings_reach_create_flags_and_config_keys(tmp_path: Path) -> None:
+    spec = build_spec(
+        {"cpus": 2, "memory": "4G", "disk": "64G", "isolated_from_mac": True},
+        where="t",
+        base_dir=tmp_path,
+    )
+    assert (spec.cpus, spec.memory_mib, spec.disk_bytes) == (2, 4096, 64 * 1024**3)
+    opts = spec.create_options()
+    assert opts.argv() == ["--cpus", "2", "--memory", "4G", "--disk", "64G", "--isolated"]
+    assert opts.machine_config() == {
+        "cpu": "2",
+        "memory_mib": "4096",
+        "disk_bytes": str(64 * 1024**3),
+    }
+    assert build_spec({"memory": 1536}, where="t", base_dir=tmp_path).create_options().argv() == [
+        "--memory",
+        "1536M",
+    ]
+    assert "cpus=2" in spec.describe() and spec.pristine().cpus == 2
+
+
+def test_machine_settings_are_part_of_the_identity(tmp_path: Path) -> None:
+    plain = build_spec({}, where="t", base_dir=tmp_path)
+    small = build_spec({"cpus": 1}, where="t", base_dir=tmp_path)
+    isolated = build_spec({"isolated_from_mac": True}, where="t", base_dir=tmp_path)
+    hashes = {s.base_hash() for s in (plain, small, isolated)}
+    assert len(hashes) == 3 and len({s.slot() for s in (plain, small, isolated)}) == 3
+    assert "cpus" not in plain.identity()  # specs without settings keep their old hashes
+    assert build_spec({"memory": "1G"}, where="t", base_dir=tmp_path) == build_spec(
+        {"memory": 1024}, where="t", base_dir=tmp_path
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"cpus": 0}, "cpus=0: a whole number of CPUs, at least 1"),
+        ({"cpus": "2"}, "a whole number of CPUs"),
+        ({"cpus": True}, "a whole number of CPUs"),
+        ({"memory": "lots"}, "memory='lots': a size in whole mebibytes"),
+        ({"memory": "1.5G"}, "a size in whole mebibytes"),
+        ({"disk": "100K"}, "disk='100K': a size in whole mebibytes or more, e.g. disk='64G'"),
+        ({"isolated_from_mac": "yes"}, "not the same as isolation="),
+    ],
+)
+def test_bad_machine_settings_name_the_test_and_the_fix(
+    tmp_path: Path, values: dict[str, object], expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)) as info:
+        build_spec(values, where="test_x: @pytest.mark.orbstack(...)", base_dir=tmp_path)
+    assert str(info.value).startswith("test_x: ")
