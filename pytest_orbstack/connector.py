@@ -51,7 +51,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from io import IOBase
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
@@ -69,6 +69,12 @@ from pyinfra.connectors.util import (
     make_unix_command_for_host,
 )
 
+from pytest_orbstack.connector_args import (
+    AUTH_ARGUMENTS,
+    runs_as_other_user,
+    stdin_bytes,
+    without_auth,
+)
 from pytest_orbstack.errors import (
     MachineNotFoundError,
     OrbctlError,
@@ -87,23 +93,6 @@ T = TypeVar("T")
 TEMP_PREFIX = "pyinfra-orb-"
 #: Where machine-side temporary files go when pyinfra gives no temp directory.
 DEFAULT_REMOTE_TEMP_DIR = "/tmp"
-#: Connector arguments that change *who* runs a command (privilege escalation).
-AUTH_ARGUMENTS = (
-    "_sudo",
-    "_sudo_user",
-    "_use_sudo_login",
-    "_sudo_password",
-    "_preserve_sudo_env",
-    "_su_user",
-    "_use_su_login",
-    "_preserve_su_env",
-    "_su_shell",
-    "_su_password",
-    "_doas",
-    "_doas_user",
-    "_dzdo",
-    "_dzdo_user",
-)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -181,39 +170,6 @@ def _output_lines(buffer_name: str, data: bytes) -> list[OutputLine]:
     if parts and parts[-1] == "":
         parts.pop()
     return [OutputLine(buffer_name, part) for part in parts]
-
-
-def stdin_bytes(stdin: Any) -> bytes | None:
-    """``_stdin`` as bytes, with pyinfra's semantics (each line gets a trailing newline)."""
-    if stdin is None or stdin == "" or stdin == b"":
-        return None
-    if isinstance(stdin, (bytes, bytearray)):
-        return bytes(stdin)
-    if hasattr(stdin, "readlines"):
-        stdin = stdin.readlines()
-    if isinstance(stdin, str) or not isinstance(stdin, Iterable):
-        stdin = [stdin]
-    chunks: list[bytes] = []
-    for line in stdin:
-        text = line.decode() if isinstance(line, (bytes, bytearray)) else str(line)
-        if not text.endswith("\n"):
-            text += "\n"
-        chunks.append(text.encode())
-    return b"".join(chunks)
-
-
-def _noauth(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """``arguments`` without privilege escalation (and ``_chdir``, which may need it)."""
-    return {k: v for k, v in arguments.items() if k not in AUTH_ARGUMENTS and k != "_chdir"}
-
-
-def _runs_as_other_user(arguments: Mapping[str, Any]) -> bool:
-    """True when commands run as a user who is neither the default user nor root."""
-    for key in ("_su_user", "_sudo_user", "_doas_user", "_dzdo_user"):
-        value = arguments.get(key)
-        if value and value != "root":
-            return True
-    return False
 
 
 def _write_host_temp(filename_or_io: Any) -> str:
@@ -538,7 +494,7 @@ class OrbConnector(BaseConnector):
         remote_temp = self._remote_temp_path(remote_temp_filename)
         quoted_temp = QuoteString(remote_temp)
         # The temp file belongs to the default user: who else copies it cannot remove it.
-        other_user = _runs_as_other_user(arguments) or self.user not in (None, "root")
+        other_user = runs_as_other_user(arguments) or self.user not in (None, "root")
         local_temp = _write_host_temp(filename_or_io)
         removed = False
         try:
@@ -568,7 +524,7 @@ class OrbConnector(BaseConnector):
             shutil.rmtree(os.path.dirname(local_temp), ignore_errors=True)
             if not removed:
                 # Pushed as the default user (maybe partially): remove it as that user.
-                self._remove_remote(remote_temp, _noauth(arguments), as_default_user=True)
+                self._remove_remote(remote_temp, without_auth(arguments), as_default_user=True)
 
         if print_output:
             echo(f"{self.host.print_prefix}file uploaded: {remote_filename}", err=True)
