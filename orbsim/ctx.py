@@ -38,12 +38,14 @@ class Ctx:
         if name not in self.machines:
             self.machines.append(name)
 
-    def decide(self) -> Decision:
-        """This invocation's fault decision (drawn on first use, ``faults.decide``)."""
+    def decide(self, name: str | None = None) -> Decision:
+        """This invocation's fault decision (drawn on first use, ``faults.decide``), for the
+        machine it makes or starts: the first one touched (clone: the new one), else ``name``."""
         if self.decision is None:
             from . import faults
 
-            self.decision = faults.decide(self.home, self.cmd)
+            machine = self.machines[0] if self.machines else name
+            self.decision = faults.decide(self.home, self.cmd, machine)
         return self.decision
 
     @property

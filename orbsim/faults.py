@@ -26,6 +26,16 @@
 ``ORBSIM_PERMANENT="create=image"``
     the first invocation of the command fails permanently (``image``: image not found, create
     only; ``notfound``: machine not found, every other command).
+``ORBSIM_WEDGE_AFTER=N``
+    OrbStack 2.2.3's churn wedge (docs/orbctl-contract.md §16, orbstack#2688): the first N
+    machines created or cloned in this home (counted while the knob is set, in
+    ``$ORBSIM_HOME/wedge.json``) work; after them every ``create`` fails with ``create 'NAME':
+    setup: machine didn't start in 30s (missing IP address)`` and every ``start`` of a machine
+    made later (a clone) with ``start 'NAME': setup: …`` (the same text), each after
+    ``ORBSIM_WEDGE_DELAY`` seconds (default 5; OrbStack waits 30).  For good: deleting
+    machines or ``orbsim stop``/``start`` does not clear it (only a new home does).  A clone
+    itself still succeeds (it needs no address), as does a start made on the way by ``run`` or
+    ``restart``.
 
 Which command draws which kind is the table :data:`COMMAND_FAULTS`; every kind drawn is applied
 by :func:`apply` (through ``Ctx.inject``), the one place that acts on a :class:`Decision`.
@@ -66,6 +76,8 @@ BEHAVIOUR_VARS = (
     "ORBSIM_DETACH",
     "ORBSIM_DETACH_MODE",
     "ORBSIM_PERMANENT",
+    "ORBSIM_WEDGE_AFTER",
+    "ORBSIM_WEDGE_DELAY",
     "ORBSIM_SEED",
     "ORBSIM_FAULTS_OFF",
     "ORBSIM_KILLED_CREATE",
@@ -80,7 +92,7 @@ if TYPE_CHECKING:
     from .ctx import Ctx
 
     #: What fault injection can do to one invocation (the vocabulary of :data:`COMMAND_FAULTS`).
-    FaultKind: TypeAlias = Literal["hang", "detach", "fail", "permanent"]
+    FaultKind: TypeAlias = Literal["hang", "detach", "fail", "permanent", "wedge"]
 
 
 class Decision:
@@ -114,9 +126,9 @@ _DETACHABLE: tuple[FaultKind, ...] = ("hang", "detach", "fail", "permanent")
 #: draws a fault (list, info, status, ...).  To add a kind: add it to ``FaultKind``, to the
 #: commands that draw it here, draw it in :func:`decide` and apply it in :func:`apply`.
 COMMAND_FAULTS: dict[str, tuple[FaultKind, ...]] = {
-    "create": _DETACHABLE,
+    "create": (*_DETACHABLE, "wedge"),
     "clone": _DETACHABLE,
-    "start": _LIFECYCLE,
+    "start": (*_LIFECYCLE, "wedge"),
     "stop": _LIFECYCLE,
     "restart": _LIFECYCLE,
     "delete": _LIFECYCLE,
@@ -274,12 +286,57 @@ def _bump(home: Path, key: str, only_if_zero: bool = False) -> int:
     return n
 
 
-def decide(home: Path, cmd: str) -> Decision:
+def wedge_after() -> int | None:
+    """``ORBSIM_WEDGE_AFTER``: how many machines this home makes before it wedges (None: off)."""
+    raw = os.environ.get("ORBSIM_WEDGE_AFTER", "").strip()
+    try:
+        return max(0, int(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+def wedge_delay() -> float:
+    """``ORBSIM_WEDGE_DELAY``: seconds a wedged create/start takes to fail (default 5)."""
+    try:
+        return max(0.0, float(os.environ.get("ORBSIM_WEDGE_DELAY", "") or 5))
+    except ValueError:
+        return 5.0
+
+
+def _wedged(home: Path, cmd: str, name: str | None, after: int) -> bool:
+    """Whether this create/start meets the wedge; a create or clone admitted before it is
+    counted (once per name) in ``wedge.json``, under the fault counters' lock."""
+    from .files import write_json
+    from .locks import locked
+
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "wedge.json"
+    with locked(home / "faults.lock", timeout=120):
+        try:
+            admitted: list[str] = list(json.loads(path.read_text()).get("admitted", []))
+        except (OSError, ValueError, AttributeError):
+            admitted = []
+        if name is not None and name in admitted:
+            return False  # made before the wedge: it keeps working (and a retry is no new one)
+        if cmd == "start":
+            return len(admitted) >= after
+        if len(admitted) >= after:
+            return cmd == "create"  # a clone needs no address: it still succeeds
+        admitted.append(name or f"#{len(admitted)}")
+        write_json(path, {"after": after, "admitted": admitted})
+    return False
+
+
+def decide(home: Path, cmd: str, name: str | None = None) -> Decision:
     """This invocation's fault (``Decision()`` for none): only kinds ``COMMAND_FAULTS`` lists
-    for ``cmd`` are drawn."""
+    for ``cmd`` are drawn.  ``name``: the machine it makes or starts (the wedge needs it)."""
     allowed = COMMAND_FAULTS.get(cmd, ())
     if _off() or not allowed:
         return Decision()
+    after = wedge_after()
+    wedge_cmd = "wedge" in allowed or cmd == "clone"  # a clone is counted, never wedged
+    if after is not None and wedge_cmd and _wedged(home, cmd, name, after):
+        return Decision("wedge", "ip")
     raw = parse_map(os.environ.get("ORBSIM_PERMANENT", "")).get(cmd)
     perm = permanent_kind(cmd, raw) if raw is not None and "permanent" in allowed else None
     if perm and _bump(home, f"permanent:{cmd}", only_if_zero=True) == 0:
@@ -312,10 +369,11 @@ def apply(ctx: Ctx, name: str | None, image: dict[str, str] | None = None) -> No
     op log gets the line (``rc`` null: it never exits) and the invocation hangs until killed,
     having done nothing; in a create/clone server (``ctx.on_hang`` set) the client hangs and the
     server discards the machine once the client is gone.  ``permanent``: the error text at
-    once.  Then the latency; ``fail``: the transient text.  ``detach`` is a create/clone's
-    client behaviour (:func:`client_mode`, in ``server.serve``): here it is latency only.
+    once.  ``wedge``: the missing-IP text after :func:`wedge_delay` (instead of the latency).
+    Then the latency; ``fail``: the transient text.  ``detach`` is a create/clone's client
+    behaviour (:func:`client_mode`, in ``server.serve``): here it is latency only.
     """
-    d = ctx.decide()
+    d = ctx.decide(name)
     if d.kind == "hang":
         from . import oplog
 
@@ -334,6 +392,11 @@ def apply(ctx: Ctx, name: str | None, image: dict[str, str] | None = None) -> No
             spec += image.get("variant", "default") + "}"
         text = PERMANENT_TEXT[d.detail or "notfound"].format(name=name or "", image=spec)
         raise SimError(text)
+    if d.kind == "wedge":
+        import time
+
+        time.sleep(wedge_delay())  # OrbStack waits 30 s for the address that never comes
+        raise SimError(fail_message(ctx.cmd, "ip", name))
     sleep_latency(ctx.cmd)
     if d.kind == "fail":
         raise SimError(fail_message(ctx.cmd, d.detail or "busy", name))

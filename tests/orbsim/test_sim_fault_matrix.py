@@ -12,6 +12,9 @@ scene or an environment here fails (``scene``/``_env`` raise).  Each pair is for
 * ``permanent``: exit 1 with the permanent text (``PermanentError``), nothing done.
 * ``detach`` (create/clone): the client exits 124 and the machine appears later; its server
   logs the background completion.
+* ``wedge`` (create/start, ``ORBSIM_WEDGE_AFTER=0``: wedged from the start): exit 1 with the
+  2.2.3 missing-IP text after the wedge delay (``TransientError`` by text: the plugin's wedge
+  detector, not the classifier, ends the retries), nothing made or started.
 """
 
 from __future__ import annotations
@@ -156,6 +159,9 @@ def _env(w: World, cmd: str, kind: str) -> dict[str, str]:
         env["ORBSIM_FAIL_KINDS"] = f"{cmd}={faults.default_kinds(cmd)[0]}"
     elif kind == "permanent":
         env["ORBSIM_PERMANENT"] = f"{cmd}={'image' if cmd == 'create' else 'notfound'}"
+    elif kind == "wedge":
+        env["ORBSIM_WEDGE_AFTER"] = "0"  # no machine admitted: this one meets the wedge
+        env["ORBSIM_WEDGE_DELAY"] = "0.5"
     elif kind == "detach":
         env["ORBSIM_DETACH"] = f"{cmd}=1"
         env["ORBSIM_DETACH_MODE"] = "exit124"
@@ -232,6 +238,10 @@ def test_fault_happens(world: World, cmd: str, kind: str) -> None:
         text = faults.fail_message(cmd, detail, sc.subject)
         assert op["fault"] == f"fail:{detail}"
         want_class: type = TransientError
+    elif kind == "wedge":
+        text = f"{cmd} '{sc.subject}': setup: machine didn't start in 30s (missing IP address)"
+        assert op["fault"] == "wedge:ip"
+        want_class = TransientError
     else:
         assert kind == "permanent"
         assert op["fault"] == f"permanent:{'image' if cmd == 'create' else 'notfound'}"

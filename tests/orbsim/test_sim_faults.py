@@ -146,3 +146,46 @@ def test_create_failure_is_one_line_with_the_create_prefix(fresh_sim: Sim) -> No
     res = fresh_sim("create", "debian", "p1", env={"ORBSIM_FAIL": "create=1",
                                                     "ORBSIM_FAIL_KINDS": "nostart"})  # fmt: skip
     assert res.stderr == "[-32098] create 'p1': start: machine did not start: p1 - stopped\n"
+
+
+def test_wedge_after_n_machines_is_for_good(fresh_sim: Sim) -> None:
+    """``ORBSIM_WEDGE_AFTER=2`` (contract §16, orbstack#2688): two machines are made and work;
+    then every create fails with 2.2.3's missing-IP text and a later clone, made fine, cannot
+    start; neither deleting machines nor stopping and starting "OrbStack" clears it."""
+    sim = fresh_sim
+    env = {"ORBSIM_WEDGE_AFTER": "2", "ORBSIM_WEDGE_DELAY": "0.2"}
+    first = sim.name("w")
+    assert sim("create", "debian", first, env=env).returncode == 0
+    second = sim.name("w")
+    assert sim("clone", first, second, env=env).returncode == 0  # the 2nd machine: admitted
+    assert sim("start", second, env=env).returncode == 0
+    late = sim.name("w")
+    assert sim("clone", first, late, env=env).returncode == 0  # a clone needs no address
+    res = sim("start", late, env=env)
+    assert (res.returncode, res.stderr) == (
+        1,
+        f"[-32098] start '{late}': setup: machine didn't start in 30s (missing IP address)\n",
+    )
+    assert sim.state(late) == "stopped"
+    new = sim.name("w")
+    res = sim("create", "debian", new, env=env)
+    assert (res.returncode, res.stderr) == (
+        1,
+        f"[-32098] create '{new}': setup: machine didn't start in 30s (missing IP address)\n",
+    )
+    assert sim.state(new) is None  # the failed create leaves nothing
+    sim.ok("delete", "-f", late, second)
+    sim.ok("stop")  # all of "OrbStack"
+    sim.ok("start")
+    again = sim.name("w")
+    res = sim("create", "debian", again, env=env)
+    assert res.returncode == 1 and "missing IP address" in res.stderr, res
+    assert sim("stop", first, env=env).returncode == 0
+    assert sim("start", first, env=env).returncode == 0  # made before the wedge: still works
+    wedged = [op for op in sim.ops() if op.get("fault") == "wedge:ip"]
+    assert [(op["cmd"], op["machines"][:1], op["rc"]) for op in wedged] == [
+        ("start", [late], 1),
+        ("create", [new], 1),
+        ("create", [again], 1),
+    ]
+    sim.ok("delete", "-f", first)

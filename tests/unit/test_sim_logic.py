@@ -165,6 +165,32 @@ def test_a_kind_listed_twice_is_drawn_twice_as_often(
     assert 50 <= labels.count("fail:ip") <= 150  # ~100 expected; seeded, so exact every run
 
 
+def test_wedge_admits_n_machines_then_fails_creates_and_later_starts(
+    fault_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``ORBSIM_WEDGE_AFTER=2``: the first two machines made (create or clone, once per name)
+    work; then creates and starts of later machines draw ``wedge``; clones still succeed."""
+    fault_env.setenv("ORBSIM_WEDGE_AFTER", "2")
+    label = lambda cmd, name: faults.decide(tmp_path, cmd, name).label  # noqa: E731
+    assert label("create", "a") is None
+    assert label("create", "a") is None  # a retry of the same machine is no new machine
+    assert label("start", "late") is None  # not wedged yet
+    assert label("clone", "b") is None  # the 2nd machine
+    assert label("clone", "c") is None  # a clone needs no address ...
+    assert label("start", "c") == "wedge:ip"  # ... but cannot start
+    assert label("create", "d") == "wedge:ip"
+    assert (label("start", "b"), label("create", "a")) == (None, None)  # admitted before it
+    fault_env.setenv("ORBSIM_FAULTS_OFF", "1")
+    assert label("create", "d") is None
+    fault_env.delenv("ORBSIM_FAULTS_OFF")
+    fault_env.setenv("ORBSIM_WEDGE_DELAY", "0")
+    ctx = Ctx(tmp_path, tmp_path / "cache", "orbctl", "create", ["create", "debian", "e"])
+    with pytest.raises(SimError) as exc:
+        ctx.inject("e")
+    assert exc.value.msg == "create 'e': setup: machine didn't start in 30s (missing IP address)"
+    assert oplog.entry(ctx, 1)["fault"] == "wedge:ip"
+
+
 def _ctx(home: Path, cmd: str) -> Ctx:
     return Ctx(home, home / "cache", "orbctl", cmd, [cmd, "m1"])
 
