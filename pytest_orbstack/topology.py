@@ -44,6 +44,7 @@ TOPOLOGY_KEYS = (
     "inventory",
     "group_data",
     "deploy",
+    "deploy_from",
     "deploy_data",
     "deploy_config",
     "isolation",
@@ -77,6 +78,8 @@ class TopologySpec:
     group_data_json: str = "{}"
     deploy_data_json: str = "{}"
     deploy_config_json: str = "{}"
+    #: ``deploy_from=``: the revision ``deploy`` (then the extracted file) was taken from.
+    deploy_from: str | None = None
 
     @property
     def group_data(self) -> dict[str, dict[str, Any]]:
@@ -92,7 +95,8 @@ class TopologySpec:
 
     def describe(self) -> str:
         groups = ", ".join(f"{g.name}={g.count}" for g in self.groups)
-        deploy = f" deploy={Path(self.deploy).name}" if self.deploy else ""
+        at = f"@{self.deploy_from}" if self.deploy_from else ""
+        deploy = f" deploy={Path(self.deploy).name}{at}" if self.deploy else ""
         return f"inventory({groups}){deploy}"
 
     def demand(self) -> Iterator[tuple[MachineSpec, str]]:
@@ -129,9 +133,12 @@ def build_topology(
         _group(name, value, defaults, isolation, where, base_dir, default_image)
         for name, value in inventory.items()
     )
-    # The deploy and its data, checked as the single-machine marker checks them.
+    # The deploy and its data, checked as the single-machine marker checks them (with
+    # deploy_from=, the deploy's directory as it was at that revision: an upgrade test).
     deploy_values = {
-        k: values[k] for k in ("deploy", "deploy_data", "deploy_config") if k in values
+        k: values[k]
+        for k in ("deploy", "deploy_from", "deploy_data", "deploy_config")
+        if k in values
     }
     checked = build_spec(deploy_values, where=where, base_dir=base_dir, default_image=default_image)
     group_data = values.get("group_data") or {}
@@ -154,6 +161,7 @@ def build_topology(
         group_data_json=json.dumps(group_data, sort_keys=True),
         deploy_data_json=json.dumps(checked.deploy_data, sort_keys=True),
         deploy_config_json=json.dumps(checked.deploy_config, sort_keys=True),
+        deploy_from=checked.deploy_from,
     )
 
 

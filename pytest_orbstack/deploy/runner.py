@@ -292,6 +292,7 @@ def _run_callable(
             HostSpec(m.name, {**data, "orb_name": m.name, "orb_client": m.client}) for m in machines
         ]
         return run_callable(hosts, func, base_dir=callable_dir(func), config=config)
+    _refuse_group_data_dir(func)
     hosts = [
         HostSpec(m.name, {**inventory.host_data(m.name), "orb_client": m.client}) for m in machines
     ]
@@ -306,6 +307,20 @@ def _run_callable(
         },
         override_data=data,
     )
+
+
+def _refuse_group_data_dir(func: Any) -> None:
+    """A callable runs in the test's process, through pyinfra's API: only the CLI reads
+    ``group_data/*.py`` files.  One next to the callable's module would be silently ignored,
+    so it is an error that says what to do instead."""
+    folder = Path(callable_dir(func)) / "group_data"
+    files = sorted(p.name for p in folder.glob("*.py")) if folder.is_dir() else []
+    if files:
+        raise ConfigError(
+            f"deploy {describe_target(func)} with an inventory: {folder} ({', '.join(files)}) is "
+            f"not read for a callable deploy (pyinfra's CLI reads group_data/ only for a deploy "
+            f"file); deploy a file instead, or give the data as group_data={{...}}"
+        )
 
 
 def _record(machine: DeployMachine, description: str, result: DeployResult) -> None:

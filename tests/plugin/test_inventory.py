@@ -256,6 +256,59 @@ def test_a_module_topology_is_shared_by_every_xdist_worker(
     assert orb_env.wait_until_empty() == []
 
 
+RELEASE = """
+from io import StringIO
+from pyinfra import host, inventory
+from pyinfra.operations import files
+
+web = " ".join(h.data.orb_name for h in inventory.get_group("web"))
+text = f"release={RELEASE} color={host.data.get('color')} web={web}\\n"
+files.put(name="release", src=StringIO(text), dest="/tmp/release")
+"""
+
+UPGRADE = """
+import pytest
+
+@pytest.mark.orbstack(inventory={"lb": 1, "web": 1}, deploy="site/site.py", deploy_from="v1",
+                      isolation="function")
+def test_upgrade_a_topology_from_v1(orb_inventory):
+    web = " ".join(m.name for m in orb_inventory["web"])
+    def release(machine):
+        return machine.run(["cat", "/tmp/release"], check=True).stdout
+    # provisioned with v1's site.py and v1's group_data/, across the inventory
+    assert [release(m) for m in orb_inventory] == [f"release=1 color=red web={web}\\n"] * 2
+    orb_inventory.deploy("site/site.py")  # today's release over it
+    assert [release(m) for m in orb_inventory] == [f"release=2 color=blue web={web}\\n"] * 2
+    orb_inventory.assert_idempotent("site/site.py")
+"""
+
+
+def test_a_topology_upgrade_from_a_git_revision(pytester: pytest.Pytester, orb_env: OrbEnv) -> None:
+    """``deploy_from=`` with ``inventory=``: the machines are deployed with the site (and its
+    ``group_data/``) as it was at ``v1``; the test applies today's over them."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        argv = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args]
+        subprocess.run(argv, cwd=pytester.path, check=True, capture_output=True)
+
+    site = pytester.path / "site"
+    (site / "group_data").mkdir(parents=True)
+    git("init", "-q")
+    for release, color in (("1", "red"), ("2", "blue")):
+        (site / "site.py").write_text(f"RELEASE = {release}\n" + RELEASE)
+        (site / "group_data" / "web.py").write_text(f"color = {color!r}\n")
+        (site / "group_data" / "lb.py").write_text(f"color = {color!r}\n")
+        git("add", "-A")
+        git("commit", "-qm", f"release {release}")
+        if release == "1":
+            git("tag", "v1")
+    pytester.makepyfile(test_upgrade=UPGRADE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--orbstack-required")
+    result.assert_outcomes(passed=1)
+    assert orb_env.wait_until_empty() == []
+
+
 BAD = """
 import pytest
 

@@ -345,3 +345,45 @@ def test_deploy_code_never_imports_machine_or_pyinfra_cli() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def _callable_from(path: Path) -> object:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"roles_{path.parent.name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.deploy
+
+
+CALLABLE_ROLE = """
+from pyinfra import host
+from pyinfra.operations import server
+
+def deploy():
+    server.shell(name="role", commands=[f"echo {host.data.get('role')} > role.txt"])
+"""
+
+
+def test_a_callable_inventory_deploy_refuses_a_group_data_directory_it_would_ignore(
+    box: Machine, orb: LocalOrb, tmp_path: Path
+) -> None:
+    """pyinfra's API (a callable runs in-process) does not read ``group_data/*.py``; a directory
+    of them next to the callable's module is an error before anything runs, not ignored."""
+    from pytest_orbstack.deploy.runner import make_inventory
+
+    plain, with_files = tmp_path / "plain", tmp_path / "with_files"
+    for folder in (plain, with_files):
+        folder.mkdir()
+        (folder / "roles.py").write_text(CALLABLE_ROLE)
+    (with_files / "group_data").mkdir()
+    (with_files / "group_data" / "web.py").write_text('role = "from-file"\n')
+    inventory = make_inventory({"web": ["box"]}, group_data={"web": {"role": "given"}})
+
+    with pytest.raises(ConfigError, match=r"group_data .*\(web\.py\) is not read for a callable"):
+        run_deploy([box], _callable_from(with_files / "roles.py"), inventory=inventory)
+    assert not (home(orb, "box") / "role.txt").exists()  # nothing ran
+
+    assert run_deploy([box], _callable_from(plain / "roles.py"), inventory=inventory)["box"].ok
+    assert (home(orb, "box") / "role.txt").read_text() == "given\n"  # the marker's group data

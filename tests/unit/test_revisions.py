@@ -89,3 +89,29 @@ def test_the_marker_spec_uses_the_old_deploy(
     assert today.slot() != spec.slot()
     with pytest.raises(ConfigError, match="add deploy="):
         build_spec({"deploy_from": "v1"}, where="t::x", base_dir=repo)
+
+
+def test_a_topology_deploys_the_old_release_with_deploy_from(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_orbstack.topology import build_topology
+
+    monkeypatch.setenv("ORBSTACK_STATE_DIR", str(tmp_path / "state"))
+    values = {"inventory": {"web": 2}, "deploy": "deploys/app.py", "deploy_from": "v1"}
+    topology = build_topology(values, where="t::x", base_dir=repo, default_image="debian:bookworm")
+    assert topology.deploy is not None and Path(topology.deploy).read_text() == "VERSION = 1\n"
+    assert topology.describe() == "inventory(web=2) deploy=app.py@v1"
+    with pytest.raises(ConfigError, match=r"^t::x: deploy_from='v9': no such revision"):
+        build_topology(
+            {**values, "deploy_from": "v9"},
+            where="t::x",
+            base_dir=repo,
+            default_image="debian:bookworm",
+        )
+    with pytest.raises(ConfigError, match="^t::x: deploy_from= names the revision"):
+        build_topology(
+            {"inventory": {"web": 1}, "deploy_from": "v1"},
+            where="t::x",
+            base_dir=repo,
+            default_image="debian:bookworm",
+        )
