@@ -133,8 +133,8 @@ def lxc_limits(cfg: dict[str, Any]) -> list[str]:
     v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
     cpus = cfg.get("cpu_limit")
     if cpus:
-        host = os.cpu_count() or 1
-        cpuset = f"0-{min(int(cpus), host) - 1}" if min(int(cpus), host) > 1 else "0"
+        # the first N CPUs this process may use (a CI runner's may not start at 0)
+        cpuset = ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[: int(cpus)])
         if v2:
             lines += [
                 f"lxc.cgroup2.cpuset.cpus = {cpuset}",

@@ -326,3 +326,42 @@ def test_normalize_settles_dead_reservations(
     assert sorted(txn.gone) == ["A", "G"]
     assert {"A", "G", "C", "E"} <= set(txn.reap)  # what they left on the host is reaped
     assert st["default"] == "B"  # the first remaining machine by name
+
+
+# -- machine settings (orbsim/settings.py) --------------------------------------------------------
+
+
+def test_create_flags_become_the_records_config() -> None:
+    from orbsim import settings
+
+    opts = {"cpus": "2", "memory": "1536M", "disk": "64G", "isolated": True,
+            "forward-ssh-agent": True}  # fmt: skip
+    assert settings.create_config(opts, "me") == {
+        "isolated": True,
+        "default_username": "me",
+        "forward_ssh_agent": True,
+        "cpu_limit": 2,
+        "memory_limit_mib": 1536,
+        "disk_limit_bytes": 64 * 1024**3,
+    }
+    assert settings.parse_size("memory", "4GiB") == settings.parse_size("memory", "4G") == 4 << 30
+    for bad in ({"cpus": "0"}, {"cpus": "1.5"}, {"memory": "4 gigs"}, {"mount": "/a:/b"}):
+        with pytest.raises(ClientError):
+            settings.create_config(bad, "me")
+
+
+def test_limits_are_lxc_cgroup_keys_of_the_first_allowed_cpus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from orbsim import settings
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5, 3, 7})
+    lines = settings.lxc_limits({"cpu_limit": 2, "memory_limit_mib": 512})
+    v2 = any(line.startswith("lxc.cgroup2.") for line in lines)
+    prefix = "lxc.cgroup2." if v2 else "lxc.cgroup."
+    assert f"{prefix}cpuset.cpus = 3,5" in lines
+    memory = "memory.max" if v2 else "memory.limit_in_bytes"
+    assert f"{prefix}{memory} = {512 << 20}" in lines
+    assert settings.lxc_limits({"isolated": True, "disk_limit_bytes": 1 << 30}) == []
