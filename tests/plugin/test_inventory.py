@@ -256,6 +256,45 @@ def test_a_module_topology_is_shared_by_every_xdist_worker(
     assert orb_env.wait_until_empty() == []
 
 
+FAILING_SITE = """
+from pathlib import Path
+from pyinfra import host
+from pyinfra.operations import server
+
+# Deploy code runs in the deploy process on this host, once per inventory host: count here.
+with open(Path.cwd() / "attempts.txt", "a") as out:
+    out.write(host.data.orb_name + "\\n")
+server.shell(name="breaks", commands=["exit 3"])
+"""
+
+
+def test_a_failing_shared_topology_fails_every_workers_tests_once(
+    pytester: pytest.Pytester, orb_env: OrbEnv
+) -> None:
+    """Under ``-n 2`` a module topology whose deploy fails is tried once for the run: every
+    test on both workers fails with the deploy's error, and its machines are removed."""
+    (pytester.path / "site.py").write_text(FAILING_SITE)
+    tests = "".join(f"\ndef test_{i}(orb_inventory):\n    pass\n" for i in range(4))
+    pytester.makepyfile(
+        test_broken='import pytest\n\npytestmark = pytest.mark.orbstack(inventory={"web": 2}, '
+        'deploy="site.py", isolation="module")\n' + tests
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--orbstack-required", "-n", "2", "--dist", "load", timeout=900
+    )
+    result.assert_outcomes(errors=4)  # the fixture fails: set-up errors, as for orb_vm
+    result.stdout.fnmatch_lines(
+        [
+            "*no inventory(web=2) deploy=site.py: deploy *site.py failed*breaks*",
+            "*no inventory(web=2) deploy=site.py: made by another worker, it failed: Deploy*",
+        ],
+        consecutive=False,
+    )
+    attempts = (pytester.path / "attempts.txt").read_text().split()
+    assert len(attempts) == len(set(attempts)) == 2  # one run over both hosts, not per worker
+    assert orb_env.wait_until_empty() == []
+
+
 RELEASE = """
 from io import StringIO
 from pyinfra import host, inventory
