@@ -228,6 +228,23 @@ def outcome_counts(text: str) -> dict[str, int]:
     return pytest.RunResult.parse_summary_nouns(text.splitlines())
 
 
+def seed_for_draws(cmd: str, outcomes: list[bool], p: float, *, draw: int) -> int:
+    """An ``ORBSIM_SEED`` under which ``cmd``'s n-th faulted call draws below ``p`` exactly
+    where ``outcomes[n]`` is True.  orbsim draws the n-th call from
+    ``Random(f"{seed}:{cmd}:{n}")`` (``faults.decide``): ``draw`` 0 is the hang draw, 1 the
+    detach draw, 2 the fail draw."""
+    import random
+
+    for seed in range(200_000):
+        hits = []
+        for n in range(len(outcomes)):
+            rng = random.Random(f"{seed}:{cmd}:{n}")
+            hits.append([rng.random() for _ in range(draw + 1)][draw] < p)
+        if hits == outcomes:
+            return seed
+    raise AssertionError(f"no seed gives {outcomes} for {cmd}")
+
+
 def record_soak(kind: str, **data: Any) -> None:
     """Append one iteration's figures to ``$ORBSTACK_SOAK_RESULTS`` (set by bench/soak.py)."""
     path = os.environ.get("ORBSTACK_SOAK_RESULTS")
