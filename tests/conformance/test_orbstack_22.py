@@ -5,7 +5,7 @@ status``, ``§16 unchanged``), so a Mac user running the suite on 2.2.x sees, pe
 their OrbStack does.  Points tagged [OBS]/[CAP] in §16 are checked strictly; [3P] or
 unverified ones are tolerated (the report records which behaviour held).  The points about
 machine settings (create flags, ``machine.NAME.*`` keys, ``info``'s 2.2.3 config keys,
-``delete <ID>``) are checked in ``test_machines.py``; the churn wedge cannot be caused on a Mac
+``delete <ID>``) are checked in ``test_settings.py``; the churn wedge cannot be caused on a Mac
 (orbsim's ``ORBSIM_WEDGE_AFTER`` fault: ``tests/orbsim``, ``tests/reliability``).
 
 Ubuntu machines on orbsim: without an image server orbsim substitutes Debian stable, *visibly*
