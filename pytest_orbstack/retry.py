@@ -43,7 +43,7 @@ from pytest_orbstack.errors import (
     is_missing_ip,
 )
 from pytest_orbstack.orbctl import CreateOptions, MachineInfo, Orbctl
-from pytest_orbstack.policy import missing_ip_verdict, wedged
+from pytest_orbstack.policy import missing_ip_count, missing_ip_verdict, wedged
 
 log = logging.getLogger("pytest_orbstack")
 
@@ -116,7 +116,10 @@ class RetryPolicy:
                     exc.returncode,
                     exc.stderr,
                     exc.stdout,
-                    message=f"{exc.message} ({len(failures)} times in a row: not retried)",
+                    message=(
+                        f"{exc.message} ({missing_ip_count(failures, name)} times since a "
+                        f"machine last started: not retried)"
+                    ),
                 ) from exc
             raise
         if starts:

@@ -143,8 +143,14 @@ def test_states_and_transitions(orbctl: OrbctlUnderTest, conf: Checks, running: 
     info = orbctl.info(running) or {}
     conf.equal("a stopped machine's state is 'stopped'", _record(info).get("state"), "stopped",
                section="§3", call=call)  # fmt: skip
-    conf.equal("ip4/ip6 are absent while stopped", sorted(k for k in info if k.startswith("ip")),
-               [], section="§3 info", call=call)  # fmt: skip
+    addresses = sorted(k for k in info if k.startswith("ip"))
+    conf.tolerate(  # S1 leaves them out; on 2.2.3 only a 3P fixture says so (§16)
+        "ip4/ip6 are absent while stopped",
+        addresses,
+        {"no ip4/ip6": addresses == [], "addresses shown while stopped": addresses != []},
+        section="§3 info",
+        call=call,
+    )
     listed = orbctl("list", "-r", "-f", "json")
     conf.that("list -r leaves out stopped machines",
               running not in {r["name"] for r in listed.json()},

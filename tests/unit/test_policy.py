@@ -398,3 +398,6 @@ def test_missing_ip_verdict_retries_a_machine_twice_then_gives_it_up() -> None:
     assert missing_ip_verdict(["a", "b"], "b") == "retry"
     assert missing_ip_verdict(["a", "a", "b"], "b") == "retry"
     assert missing_ip_verdict(["a", "a", "b", "c"], "c") == "wedged"
+    # machines prepared side by side interleave in the record: still counted per machine
+    assert missing_ip_verdict(["a", "b", "a", "b"], "b") == "retry"
+    assert missing_ip_verdict(["a", "b", "a", "b", "a"], "a") == "give up"

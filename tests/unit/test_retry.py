@@ -255,7 +255,7 @@ def test_one_machine_failing_three_times_in_a_row_is_given_up(
     for _ in range(3):
         fake.expect("create", rc=1, stderr=missing_ip("a"))
         fake.expect("info", rc=1, stderr=NOT_FOUND.format("a"))
-    with pytest.raises(PermanentError, match="3 times in a row"):
+    with pytest.raises(PermanentError, match="3 times since a machine last started"):
         create_machine(fake.client(), policy, "debian", "a")
     assert [c[0] for c in fake.calls].count("create") == 3  # not the policy's 4
 
